@@ -1,0 +1,121 @@
+/*
+ * kernels.h - the kernel dispatch table and the contracts of every op in it.
+ *
+ * Dispatch happens once: pd_kernels_init() fills a table with the scalar references
+ * (`*_ref`, the specification of each op), then overrides entries with the best ISA
+ * that cpuid AND the OS allow, capped by the requested level. The environment variable
+ * PD_ISA=scalar|avx2|avx512|amx|neon forces a level when the caller asks for
+ * PD_ISA_AUTO. The table is immutable afterwards and may be shared by threads.
+ *
+ * Common contract (BLIS/XNNPACK style):
+ *   - Kernels never allocate, spawn threads or log. Callers split work (row/column or
+ *     head ranges in the args) across threads.
+ *   - Inputs may be read up to 64 bytes past their last element (arena buffers have a
+ *     64-byte readable tail); outputs are never written outside their range.
+ *   - No alignment is required of any pointer or leading dimension.
+ *   - fp32 variants match the scalar reference to ~1e-5 relative to max |ref|.
+ */
+#ifndef PD_KERNELS_H
+#define PD_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/cpu.h"
+#include "base/dtype.h"
+#include "base/error.h"
+
+typedef enum pd_act {
+    PD_ACT_NONE = 0,
+    PD_ACT_GELU,        /* x * 0.5 * (1 + erf(x / sqrt(2)))  (torch gelu, exact) */
+    PD_ACT_QUICK_GELU,  /* x * sigmoid(1.702 x)               (OpenAI CLIP) */
+    PD_ACT_SILU         /* x * sigmoid(x) */
+} pd_act;
+
+/* ---- GEMM against pre-packed weights --------------------------------------------
+ * C[i, j] = act(sum_kk A[i, kk] * W[j, kk] + bias[j]) (+ res[i, j])
+ * for i in [0, m), j in [n0, n1). W is [n, k] row-major (a PyTorch Linear weight, or
+ * a conv weight flattened to [out, in*kh*kw]) packed once at load:
+ *   data = panels of nr columns: panel p holds W[p*nr + c, kk] at data[(p*k + kk)*nr + c],
+ *   zero-filled for p*nr + c >= n.
+ * n0 must be a multiple of w->nr (the caller splits columns by whole panels) or n0 == 0;
+ * n1 <= w->n. res may alias c (in-place residual add) but not a. */
+typedef struct pd_packed_w {
+    int n, k;
+    int nr;         /* panel width, = the gemm kernel's nr of the table that packed it */
+    float *data;    /* owned, 64-byte aligned */
+    float *bias;    /* [n] or NULL; owned */
+} pd_packed_w;
+
+typedef struct pd_gemm_args {
+    int m;
+    int n0, n1;
+    const float *a;
+    size_t lda;
+    const pd_packed_w *w;
+    float *c;
+    size_t ldc;
+    const float *res;   /* NULL: no residual */
+    size_t ldres;
+    pd_act act;
+} pd_gemm_args;
+
+/* ---- attention (flash-style) ----------------------------------------------------
+ * For each head h in [h0, h1) and query row i in [q0, q1):
+ *   s_j = scale * dot(Q[h, i, :], K[h, j, :])   for visible keys j
+ *   O[h, i, :] = sum_j softmax(s)_j V[h, j, :]
+ * with element (h, row, d) of X at x[h * x_hs + row * x_ld + d]. Causal: key j is
+ * visible to query i iff j <= i. Never materialises the n_q x n_kv score matrix: keys
+ * are processed in blocks with an online (running max/sum) softmax. head_dim <= 256. */
+typedef struct pd_attn_args {
+    int n_q, n_kv, head_dim;
+    int q0, q1;
+    int h0, h1;
+    const float *q;
+    size_t q_ld, q_hs;
+    const float *k;
+    size_t k_ld, k_hs;
+    const float *v;
+    size_t v_ld, v_hs;
+    float *o;
+    size_t o_ld, o_hs;
+    float scale;
+    bool causal;
+} pd_attn_args;
+
+#define PD_ATTN_MAX_HEAD_DIM 256
+
+typedef struct pd_kernels {
+    pd_isa isa;             /* the level this table was built for */
+    int gemm_nr;            /* panel width gemm_f32 expects in pd_packed_w */
+    const char *gemm_name;  /* e.g. "pd_f32_gemm_4x32__avx512" */
+    void (*gemm_f32)(const pd_gemm_args *args);
+    void (*attention_f32)(const pd_attn_args *args);
+    /* y[r, :] = (x[r, :] - mean) / sqrt(var + eps) * gamma + beta, biased variance,
+     * for r in [0, rows). y may equal x. */
+    void (*layernorm_f32)(float *y, size_t ldy, const float *x, size_t ldx, int rows,
+                          int cols, const float *gamma, const float *beta, float eps);
+    /* In-place row softmax of x[r, 0..cols) for r in [0, rows). */
+    void (*softmax_f32)(float *x, size_t ld, int rows, int cols);
+    /* y[i] = act(x[i]) for i in [0, n); y may equal x. */
+    void (*act_f32)(float *y, const float *x, size_t n, pd_act act);
+} pd_kernels;
+
+/* Fills kt for the requested level (PD_ISA_AUTO: best available, PD_ISA env var
+ * honoured). A level the CPU/OS does not allow falls back to the best one below it.
+ * Returns the level actually used (also kt->isa). */
+pd_isa pd_kernels_init(pd_kernels *kt, pd_isa want);
+
+/* The scalar reference table (the specification), for tests and benchmarks. */
+void pd_kernels_init_ref(pd_kernels *kt);
+
+/* Packs W (n x k, row-major, element stride 1, row stride ld_w elements, dtype F32, F16
+ * or BF16) and an optional bias (length n, same dtype choices) for kernel tables whose
+ * gemm_nr == nr. Fails with PD_ERR_OOM or PD_ERR_INVALID_ARG (naming the problem). */
+pd_status pd_gemm_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype,
+                       size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
+                       pd_error *err);
+void pd_packed_w_free(pd_packed_w *w);   /* NULL-tolerant */
+
+#endif
