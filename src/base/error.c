@@ -39,15 +39,22 @@ pd_status pd_error_set(pd_error *err, pd_status code, const char *fmt, ...) {
 
 void pd_error_prefix(pd_error *err, const char *fmt, ...) {
     if (!err) return;
-    char prefix[sizeof err->msg];
     char old[sizeof err->msg];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
-    va_end(ap);
     memcpy(old, err->msg, sizeof old);
     old[sizeof old - 1] = '\0';
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof err->msg - 2) return;
+    size_t used = (size_t)n;
+    err->msg[used++] = ':';
+    err->msg[used++] = ' ';
+    size_t room = sizeof err->msg - used - 1;
+    size_t len = strlen(old);
+    if (len > room) len = room;
+    memcpy(err->msg + used, old, len);
+    err->msg[used + len] = '\0';
 }
 
 void pd_error_clear(pd_error *err) {

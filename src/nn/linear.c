@@ -1,0 +1,103 @@
+/*
+ * linear.c - threaded drivers: linear layers (GEMM against packed weights), layer norm
+ * and attention, splitting work into disjoint ranges per thread.
+ *
+ * GEMM split: by whole weight panels when there are at least as many panels as threads
+ * (every thread streams a disjoint part of W once), else by rows of x.
+ */
+#include "nn/nn.h"
+
+typedef struct linear_job {
+    const pd_kernels *kt;
+    pd_gemm_args args;
+} linear_job;
+
+static void linear_task(void *arg, int ith, int nth) {
+    const linear_job *job = arg;
+    pd_gemm_args a = job->args;
+    const pd_packed_w *w = a.w;
+    int nr = w->nr;
+    int n_panels = (w->n + nr - 1) / nr;
+    if (n_panels >= nth) {
+        int p0 = (int)((int64_t)n_panels * ith / nth);
+        int p1 = (int)((int64_t)n_panels * (ith + 1) / nth);
+        if (p0 == p1) return;
+        a.n0 = p0 * nr;
+        a.n1 = PD_MIN(p1 * nr, w->n);
+    } else {
+        int r0 = (int)((int64_t)a.m * ith / nth);
+        int r1 = (int)((int64_t)a.m * (ith + 1) / nth);
+        if (r0 == r1) return;
+        a.a += (size_t)r0 * a.lda;
+        a.c += (size_t)r0 * a.ldc;
+        if (a.res) a.res += (size_t)r0 * a.ldres;
+        a.m = r1 - r0;
+    }
+    job->kt->gemm_f32(&a);
+}
+
+void pd_nn_linear(const pd_nn *nn, float *y, size_t ldy, const float *x, size_t ldx, int m,
+                  const pd_packed_w *w, pd_act act, const float *res, size_t ldres) {
+    PD_ASSERT(w->nr == nn->kt->gemm_nr);
+    linear_job job = {nn->kt,
+                      {.m = m, .n0 = 0, .n1 = w->n, .a = x, .lda = ldx, .w = w, .c = y,
+                       .ldc = ldy, .res = res, .ldres = ldres, .act = act}};
+    if (m <= 0) return;
+    pd_pool_run(nn->pool, linear_task, &job);
+}
+
+typedef struct ln_job {
+    const pd_kernels *kt;
+    float *y;
+    size_t ldy;
+    const float *x;
+    size_t ldx;
+    int rows, cols;
+    const float *gamma, *beta;
+    float eps;
+} ln_job;
+
+static void ln_task(void *arg, int ith, int nth) {
+    const ln_job *j = arg;
+    int r0 = (int)((int64_t)j->rows * ith / nth), r1 = (int)((int64_t)j->rows * (ith + 1) / nth);
+    if (r0 < r1)
+        j->kt->layernorm_f32(j->y + (size_t)r0 * j->ldy, j->ldy, j->x + (size_t)r0 * j->ldx,
+                             j->ldx, r1 - r0, j->cols, j->gamma, j->beta, j->eps);
+}
+
+void pd_nn_layernorm(const pd_nn *nn, float *y, size_t ldy, const float *x, size_t ldx,
+                     int rows, int cols, const float *gamma, const float *beta, float eps) {
+    ln_job j = {nn->kt, y, ldy, x, ldx, rows, cols, gamma, beta, eps};
+    pd_pool_run(nn->pool, ln_task, &j);
+}
+
+#define ATTN_Q_BLOCK 32
+
+typedef struct attn_job {
+    const pd_kernels *kt;
+    const pd_attn_args *args;
+    int n_qb;      /* query blocks per head */
+    int n_tasks;   /* heads * n_qb */
+} attn_job;
+
+static void attn_task(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    int t0 = (int)((int64_t)j->n_tasks * ith / nth), t1 = (int)((int64_t)j->n_tasks * (ith + 1) / nth);
+    for (int t = t0; t < t1; t++) {
+        pd_attn_args a = *j->args;
+        int h = t / j->n_qb, qb = t % j->n_qb;
+        a.h0 = h;
+        a.h1 = h + 1;
+        a.q0 = qb * ATTN_Q_BLOCK;
+        a.q1 = PD_MIN(a.q0 + ATTN_Q_BLOCK, a.n_q);
+        j->kt->attention_f32(&a);
+    }
+}
+
+void pd_nn_attention(const pd_nn *nn, const pd_attn_args *args) {
+    int n_heads = args->h1;   /* caller passes h0 = 0, h1 = number of heads */
+    int n_qb = (args->n_q + ATTN_Q_BLOCK - 1) / ATTN_Q_BLOCK;
+    attn_job j = {nn->kt, args, n_qb, n_heads * n_qb};
+    if (j.n_tasks <= 0) return;
+    pd_pool_run(nn->pool, attn_task, &j);
+}

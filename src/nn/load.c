@@ -1,0 +1,123 @@
+/*
+ * load.c - weight loading: dtype/shape checks with named errors, fp32 conversion and
+ * GEMM packing from (possibly unaligned) mapped checkpoint data.
+ */
+#include "nn/nn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/arena.h"
+#include "base/half.h"
+
+static void full_name(const pd_load_ctx *lc, const char *rel, char *buf, size_t n) {
+    pd_model_full_name(lc->src, lc->comp, rel, buf, n);
+}
+
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t off = 0;
+    off += (size_t)snprintf(buf + off, n - off, "[");
+    for (int i = 0; i < ndim && off < n; i++)
+        off += (size_t)snprintf(buf + off, n - off, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (off < n) snprintf(buf + off, n - off, "]");
+}
+
+pd_status pd_nn_check(const pd_load_ctx *lc, const pd_st_tensor *t, const char *rel_name,
+                      int ndim, const int64_t *shape, pd_error *err) {
+    char name[384];
+    full_name(lc, rel_name, name, sizeof name);
+    if (!t)
+        return pd_error_set(err, PD_ERR_MISSING, "%s: tensor '%s' is missing",
+                            pd_component_name(lc->comp), name);
+    if (t->dtype != PD_DTYPE_F32 && t->dtype != PD_DTYPE_F16 && t->dtype != PD_DTYPE_BF16)
+        return pd_error_set(err, PD_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected F32, F16 or BF16)",
+                            pd_component_name(lc->comp), name, pd_dtype_name(t->dtype));
+    bool ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (!ok) {
+        char have[96], want[96];
+        shape_str(have, sizeof have, t->ndim, t->shape);
+        shape_str(want, sizeof want, ndim, shape);
+        return pd_error_set(err, PD_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s",
+                            pd_component_name(lc->comp), name, have, want);
+    }
+    return PD_OK;
+}
+
+/* Converts n elements starting at element `first` of t into dst. */
+static void convert_f32(const pd_st_tensor *t, size_t first, size_t n, float *dst) {
+    const unsigned char *src = (const unsigned char *)t->data;
+    switch (t->dtype) {
+    case PD_DTYPE_F32:
+        memcpy(dst, src + first * 4, n * 4);
+        break;
+    case PD_DTYPE_F16:
+    case PD_DTYPE_BF16: {
+        uint16_t tmp[256];
+        for (size_t i = 0; i < n; i += 256) {
+            size_t c = PD_MIN((size_t)256, n - i);
+            memcpy(tmp, src + (first + i) * 2, c * 2);
+            if (t->dtype == PD_DTYPE_F16) pd_f16_to_f32_row(dst + i, tmp, c);
+            else pd_bf16_to_f32_row(dst + i, tmp, c);
+        }
+        break;
+    }
+    default:
+        PD_ASSERT(!"convert_f32: unchecked dtype");
+    }
+}
+
+void pd_nn_row_f32(const pd_st_tensor *t, int64_t row, float *dst) {
+    PD_ASSERT(t->ndim == 2 && row >= 0 && row < t->shape[0]);
+    size_t cols = (size_t)t->shape[1];
+    convert_f32(t, (size_t)row * cols, cols, dst);
+}
+
+pd_status pd_nn_to_f32(const pd_load_ctx *lc, const pd_st_tensor *t, const char *rel_name,
+                       float **out, pd_error *err) {
+    size_t n = (size_t)t->numel;
+    float *buf = pd_aligned_alloc(n ? n * sizeof(float) : sizeof(float));
+    if (!buf) {
+        char name[384];
+        full_name(lc, rel_name, name, sizeof name);
+        return pd_error_set(err, PD_ERR_OOM, "out of memory converting '%s' (%zu values)", name, n);
+    }
+    if (n) convert_f32(t, 0, n, buf);
+    *out = buf;
+    return PD_OK;
+}
+
+pd_status pd_nn_pack(const pd_load_ctx *lc, const pd_kernels *kt, pd_packed_w *out,
+                     const pd_st_tensor *w, const char *w_name, const pd_st_tensor *b,
+                     const char *b_name, int n, int k, bool transpose, pd_error *err) {
+    memset(out, 0, sizeof *out);
+    float *wf = NULL, *bf = NULL;
+    pd_status st = pd_nn_to_f32(lc, w, w_name, &wf, err);
+    if (st != PD_OK) return st;
+    if (b) {
+        st = pd_nn_to_f32(lc, b, b_name, &bf, err);
+        if (st != PD_OK) goto done;
+    }
+    if (transpose) {
+        float *tr = pd_aligned_alloc((size_t)n * (size_t)k * sizeof(float));
+        if (!tr) {
+            st = pd_error_set(err, PD_ERR_OOM, "out of memory transposing '%s'", w_name);
+            goto done;
+        }
+        for (int r = 0; r < k; r++)
+            for (int c = 0; c < n; c++) tr[(size_t)c * (size_t)k + (size_t)r] = wf[(size_t)r * (size_t)n + (size_t)c];
+        pd_aligned_free(wf);
+        wf = tr;
+    }
+    st = pd_gemm_pack(out, kt->gemm_nr, wf, PD_DTYPE_F32, (size_t)k, n, k, bf, PD_DTYPE_F32, err);
+    if (st != PD_OK) {
+        char name[384];
+        full_name(lc, w_name, name, sizeof name);
+        pd_error_prefix(err, "%s", name);
+    }
+done:
+    pd_aligned_free(wf);
+    pd_aligned_free(bf);
+    return st;
+}

@@ -1,0 +1,31 @@
+/*
+ * context.h - what a loaded model (pd_ctx) holds. Internal to the library.
+ *
+ * Everything here is read-only after pd_ctx_load returns, so one context may serve
+ * concurrent requests: each request brings its own arena (and, later, RNG and cancel
+ * state). The thread pool serialises runs internally.
+ */
+#ifndef PD_PIPELINE_CONTEXT_H
+#define PD_PIPELINE_CONTEXT_H
+
+#include "base/log.h"
+#include "base/threadpool.h"
+#include "io/model.h"
+#include "kernels/kernels.h"
+#include "models/clip.h"
+#include "text/clip_tokenizer.h"
+
+struct pd_ctx {
+    pd_model_src *src;
+    pd_family family;
+    pd_kernels kt;
+    pd_pool *pool;
+    pd_logger log;
+    pd_tokenizer *tok;
+    char vocab_path[512];
+    bool has_text1, has_text2;
+    pd_clip text1;   /* CLIP-L (SD1, SDXL) or OpenCLIP ViT-H (SD2) */
+    pd_clip text2;   /* SDXL: OpenCLIP bigG */
+};
+
+#endif

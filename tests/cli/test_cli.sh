@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# CLI behaviour: `phonediffusion info/tokenize/encode` on the tiny golden models, and
+# clear errors with non-zero exits on bad input. Args: BINARY GOLDEN_DIR
+set -uo pipefail
+BIN="$1"
+GOLDEN="$2"
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "[ OK ] $1"; }
+bad() { fail=$((fail + 1)); echo "[FAIL] $1"; }
+
+if [[ ! -d "$GOLDEN/models" ]]; then
+    if [[ -n "${CI:-}" ]]; then echo "golden data missing at $GOLDEN"; echo "0 passed, 1 failed"; exit 1; fi
+    echo "SKIP: golden data not found at $GOLDEN"; echo "0 passed, 0 failed, 1 skipped"; exit 0
+fi
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+# expect NAME EXPECTED_RC PATTERN -- command...
+expect() {
+    local name="$1" rc_want="$2" pattern="$3"
+    shift 4
+    local out rc
+    out=$("$@" 2>&1)
+    rc=$?
+    if [[ $rc -ne $rc_want ]]; then bad "$name: exit $rc, expected $rc_want; output: $out"; return; fi
+    if [[ -n "$pattern" ]] && ! grep -qE -- "$pattern" <<<"$out"; then
+        bad "$name: output lacks /$pattern/: $out"; return
+    fi
+    ok "$name"
+}
+
+M="$GOLDEN/models"
+expect "info single-file sd15" 0 "family: +SD1.x" -- "$BIN" info "$M/tiny-sd15.safetensors"
+expect "info single-file layout" 0 "single file" -- "$BIN" info "$M/tiny-sd15.safetensors"
+expect "info sd15 text encoder arch" 0 "text_encoder .*CLIP 3 layers x 24 wide, 3 heads, quick_gelu" -- "$BIN" info "$M/tiny-sd15.safetensors"
+expect "info sd15 dtypes" 0 "unet .*F16" -- "$BIN" info "$M/tiny-sd15.safetensors"
+expect "info diffusers sd15" 0 "diffusers folder" -- "$BIN" info "$M/tiny-sd15"
+expect "info single-file sdxl" 0 "family: +SDXL" -- "$BIN" info "$M/tiny-sdxl.safetensors"
+expect "info sdxl bigG" 0 "text_encoder_2 .*OpenCLIP 10 layers x 32 wide, 2 heads, gelu, projection" -- "$BIN" info "$M/tiny-sdxl.safetensors"
+expect "info diffusers sdxl" 0 "family: +SDXL" -- "$BIN" info "$M/tiny-sdxl"
+expect "info no missing" 0 "^" -- bash -c "\"$BIN\" info \"$M/tiny-sdxl\" | grep -q missing && exit 1 || exit 0"
+
+# A truncated copy must fail with a message naming the file.
+head -c 100000 "$M/tiny-sd15.safetensors" >"$TMP/trunc.safetensors"
+expect "info truncated" 1 "trunc.safetensors" -- "$BIN" info "$TMP/trunc.safetensors"
+head -c 5 "$M/tiny-sd15.safetensors" >"$TMP/tiny.safetensors"
+expect "info 5-byte file" 1 "tiny.safetensors" -- "$BIN" info "$TMP/tiny.safetensors"
+expect "info missing file" 1 "no such file" -- "$BIN" info "$TMP/nope.safetensors"
+printf 'not a model' >"$TMP/text.safetensors"
+expect "info garbage" 1 "text.safetensors" -- "$BIN" info "$TMP/text.safetensors"
+expect "info no args" 2 "needs a model" -- "$BIN" info
+expect "unknown command" 2 "unknown command" -- "$BIN" frobnicate
+
+expect "tokenize" 0 "^5 tokens: 320 1125 539 320 2368" -- "$BIN" tokenize -m "$M/tiny-sd15" -p "a photo of a cat"
+expect "encode sd15" 0 "context: +\[77, 24\]" -- "$BIN" encode -m "$M/tiny-sd15.safetensors" -p "a photo of a cat"
+expect "encode sdxl pooled" 0 "pooled: +\[24\]" -- "$BIN" encode -m "$M/tiny-sdxl" -p "a photo of a cat"
+expect "encode sdxl context" 0 "context: +\[77, 56\]" -- "$BIN" encode -m "$M/tiny-sdxl.safetensors" -p "a photo of a cat"
+expect "encode long prompt chunks" 0 "chunks: +2 \(154 tokens\)" -- "$BIN" encode -m "$M/tiny-sd15" -p "$(printf 'cat %.0s' {1..100})"
+expect "encode bad clip skip" 2 "clip-skip" -- "$BIN" encode -m "$M/tiny-sd15" -p "x" --clip-skip 0
+expect "encode clip skip too deep" 1 "clip skip" -- "$BIN" encode -m "$M/tiny-sd15" -p "x" --clip-skip 9
+expect "encode no prompt" 2 "needs -p" -- "$BIN" encode -m "$M/tiny-sd15"
+expect "encode bad vocab" 1 "/nonexistent" -- "$BIN" encode -m "$M/tiny-sd15" -p "x" --vocab /nonexistent
+cp "$M/tiny-sd15.safetensors" "$TMP/alone.safetensors"
+expect "encode no vocab beside model" 1 "--vocab" -- "$BIN" encode -m "$TMP/alone.safetensors" -p "x"
+expect "encode --vocab" 0 "context" -- "$BIN" encode -m "$TMP/alone.safetensors" -p "x" --vocab "$M/tiny-sd15/tokenizer" --config "$M/tiny-sd15.config.json"
+
+# --dump writes atomically and never overwrites silently.
+expect "dump" 0 "wrote" -- "$BIN" encode -m "$M/tiny-sd15" -p "a cat" --dump "$TMP/c.safetensors"
+expect "dump readable, not a model" 1 "tensors: +1 " -- "$BIN" info "$TMP/c.safetensors"
+echo keep >"$TMP/keep.safetensors"
+expect "dump refuses overwrite" 1 "exists" -- "$BIN" encode -m "$M/tiny-sd15" -p "a cat" --dump "$TMP/keep.safetensors"
+if [[ "$(cat "$TMP/keep.safetensors")" == "keep" ]]; then ok "existing file untouched"; else bad "existing file was modified"; fi
+expect "dump unwritable dir" 1 "cannot write" -- "$BIN" encode -m "$M/tiny-sd15" -p "a cat" --dump "/nonexistent-dir/x.safetensors"
+
+echo "$pass passed, $fail failed"
+[[ $fail -eq 0 ]]
