@@ -8,9 +8,11 @@
  *   - n >= 16: n uniform floats ((u32 & 0xffffff) * 2^-24), then Box-Muller on blocks
  *     of 16 (u1 = 1 - x[j], u2 = x[j+8], r = sqrt(-2 ln u1), x[j] = r cos(2 pi u2),
  *     x[j+8] = r sin(2 pi u2)); if n % 16 != 0 the last 16 values are recomputed from
- *     16 fresh uniforms.
+ *     16 fresh uniforms. Computed in float32 exactly as torch's AVX2 kernel does (its
+ *     Cephes log/sincos, with the FMAs GCC puts in them; see rng.c).
  *   - n < 16: per element, at::normal_distribution<double> with the generator's
  *     cached second Box-Muller sample (53-bit doubles from 64-bit draws).
+ * pd_rng_randn_f64 is torch.randn(dtype=float64): the same, in double, with libm.
  * Reference: aten/src/ATen/native/cpu/DistributionTemplates.h, CPUGeneratorImpl.cpp.
  * The state is a plain value: copy it to fork a stream; no global state.
  */
@@ -33,5 +35,6 @@ uint32_t pd_rng_u32(pd_rng *r);
 uint64_t pd_rng_u64(pd_rng *r);                    /* torch random64() */
 void pd_rng_randn(pd_rng *r, float *out, size_t n);  /* torch.randn float32 */
 void pd_rng_rand(pd_rng *r, float *out, size_t n);   /* torch.rand float32 */
+void pd_rng_randn_f64(pd_rng *r, double *out, size_t n);  /* torch.randn float64 */
 
 #endif
