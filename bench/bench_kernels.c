@@ -1,0 +1,547 @@
+/*
+ * bench_kernels.c - every kernel variant (gemm.inc, attention.inc, layernorm.inc,
+ * softmax.inc, act.inc) on real model shapes, with warmup and best-of-N timing.
+ *
+ *   bench_kernels [--isa NAME] [--op gemm|attention|layernorm|softmax|act|all]
+ *                 [--quick] [--threads N] [--filter SUBSTR] [--cpu-clock] [shapes.txt ...]
+ *
+ * GEMM shapes come from the .txt files in bench/shapes (default: PD_SOURCE_DIR/bench/shapes), one
+ * per line "name M N K" (C[M, N] = A[M, K] W[N, K]^T, '#' starts a comment). Attention,
+ * norm and activation shapes are the SD 1.5 / SDXL / CLIP ones listed below.
+ * Reported: time of the best run, GFLOP/s (2*M*N*K per GEMM; 4*n_q*n_kv*d per head for
+ * attention, visible pairs only when causal) and % of this machine's peak for that
+ * ISA, measured here with a register-resident FMA loop on one core (x threads).
+ * Norms and activations report GB/s (bytes read + written).
+ * Not a test: no thresholds, not run by ctest.
+ */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/cpu.h"
+#include "base/threadpool.h"
+#include "kernels/act/act.h"
+#include "kernels/attention/attention.h"
+#include "kernels/gemm/gemm.h"
+#include "kernels/norm/norm.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#ifndef PD_SOURCE_DIR
+#define PD_SOURCE_DIR "."
+#endif
+
+/* ---- variants ----------------------------------------------------------------------- */
+
+static const struct { pd_isa isa; const char *name; void (*fn)(const pd_gemm_args *); int mr, nr; } GEMM[] = {
+#define PD_KERNEL(isa, fn, mr, nr) {isa, #fn, fn, mr, nr},
+#include "kernels/gemm/gemm.inc"
+#undef PD_KERNEL
+};
+static const struct { pd_isa isa; const char *name; void (*fn)(const pd_attn_args *); } ATTN[] = {
+#define PD_KERNEL(isa, fn) {isa, #fn, fn},
+#include "kernels/attention/attention.inc"
+#undef PD_KERNEL
+};
+static const struct {
+    pd_isa isa;
+    const char *name;
+    void (*fn)(float *, size_t, const float *, size_t, int, int, const float *, const float *, float);
+} LAYERNORM[] = {
+#define PD_KERNEL(isa, fn) {isa, #fn, fn},
+#include "kernels/norm/layernorm.inc"
+#undef PD_KERNEL
+};
+static const struct { pd_isa isa; const char *name; void (*fn)(float *, size_t, int, int); } SOFTMAX[] = {
+#define PD_KERNEL(isa, fn) {isa, #fn, fn},
+#include "kernels/norm/softmax.inc"
+#undef PD_KERNEL
+};
+static const struct { pd_isa isa; const char *name; void (*fn)(float *, const float *, size_t, pd_act); } ACT[] = {
+#define PD_KERNEL(isa, fn) {isa, #fn, fn},
+#include "kernels/act/act.inc"
+#undef PD_KERNEL
+};
+
+/* ---- options and timing ---------------------------------------------------------------- */
+
+typedef struct opts {
+    int isa;            /* -1: all supported */
+    const char *op;     /* "all" or one op */
+    const char *filter; /* substring of shape names, or NULL */
+    bool quick;
+    int threads;
+    pd_pool *pool;
+    pd_cpu_features cpu;
+} opts;
+
+/* CLOCK_MONOTONIC, or the thread's CPU time with --cpu-clock (single thread only):
+ * on a shared, loaded machine it leaves out the time the scheduler gave to others. */
+static clockid_t g_clock = CLOCK_MONOTONIC;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(g_clock, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Best time of one call over N samples; each sample runs enough calls for ~5 ms. Short
+ * samples and many of them make the minimum robust on a shared, noisy machine. */
+static double time_best(void (*fn)(void *), void *arg, const opts *o) {
+    fn(arg);  /* warmup */
+    double t0 = now_s();
+    fn(arg);
+    double one = now_s() - t0;
+    int reps = one > 0.005 ? 1 : (int)(0.005 / (one > 1e-7 ? one : 1e-7)) + 1;
+    int samples = one > 0.2 ? 2 : one > 0.05 ? 4 : o->quick ? 5 : 15;
+    double best = one;
+    for (int s = 0; s < samples; s++) {
+        t0 = now_s();
+        for (int r = 0; r < reps; r++) fn(arg);
+        double t = (now_s() - t0) / reps;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+static float *alloc_rand(size_t n) {
+    float *p = aligned_alloc(64, (n * sizeof(float) + 64 + 63) & ~(size_t)63);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    uint32_t s = 0x9e3779b9u ^ (uint32_t)n;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        p[i] = (float)((double)(s >> 8) / 8388608.0 - 1.0);
+    }
+    return p;
+}
+
+/* ---- peak FLOP/s --------------------------------------------------------------------- */
+
+/* Each peak loop runs PEAK_ITERS iterations (~10 ms); the best of PEAK_RUNS counts. */
+#define PEAK_ITERS 2000000L
+#define PEAK_RUNS 10
+
+static volatile float g_sink;  /* keeps the peak loops' results alive */
+
+static double peak_scalar(void) {
+    float a[16], b = 0.999999f, c = 1e-7f;
+    for (int i = 0; i < 16; i++) a[i] = g_sink + (float)i;
+    double t0 = now_s();
+    for (long it = 0; it < PEAK_ITERS; it++)
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) a[i] = a[i] * b + c;
+    double t = now_s() - t0;
+    for (int i = 0; i < 16; i++) g_sink += a[i];
+    return (double)PEAK_ITERS * 16 * 2 / t;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static double peak_avx2(void) {
+    __m256 acc[12];
+    for (int i = 0; i < 12; i++) acc[i] = _mm256_set1_ps((float)i);
+    const __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    double t0 = now_s();
+    for (long it = 0; it < PEAK_ITERS; it++)
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) acc[i] = _mm256_fmadd_ps(acc[i], b, c);
+    double t = now_s() - t0;
+    for (int i = 0; i < 12; i++) g_sink += _mm256_cvtss_f32(acc[i]);
+    return (double)PEAK_ITERS * 12 * 8 * 2 / t;
+}
+
+__attribute__((target("avx512f"))) static double peak_avx512(void) {
+    __m512 acc[16];
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_set1_ps((float)i);
+    const __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    double t0 = now_s();
+    for (long it = 0; it < PEAK_ITERS; it++)
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(acc[i], b, c);
+    double t = now_s() - t0;
+    for (int i = 0; i < 16; i++) g_sink += _mm512_cvtss_f32(acc[i]);
+    return (double)PEAK_ITERS * 16 * 16 * 2 / t;
+}
+#endif
+
+static double g_peak[PD_ISA_NEON + 1];  /* single-core fp32 FLOP/s per ISA (0: unknown) */
+
+static double best_of(double (*fn)(void)) {
+    double best = 0;
+    for (int r = 0; r < PEAK_RUNS; r++) {
+        double p = fn();
+        if (p > best) best = p;
+    }
+    return best;
+}
+
+static void measure_peaks(const opts *o) {
+    g_peak[PD_ISA_SCALAR] = best_of(peak_scalar);
+#if defined(__x86_64__)
+    if (pd_cpu_supports(&o->cpu, PD_ISA_AVX2)) g_peak[PD_ISA_AVX2] = best_of(peak_avx2);
+    if (pd_cpu_supports(&o->cpu, PD_ISA_AVX512)) g_peak[PD_ISA_AVX512] = best_of(peak_avx512);
+    g_peak[PD_ISA_AMX] = g_peak[PD_ISA_AVX512];  /* fp32 kernels of an AMX table */
+#else
+    (void)o;
+#endif
+    printf("# measured single-core fp32 peak:");
+    for (int i = PD_ISA_SCALAR; i <= PD_ISA_AVX512; i++)
+        if (g_peak[i] > 0) printf(" %s %.1f GFLOP/s", pd_isa_name((pd_isa)i), g_peak[i] * 1e-9);
+    printf("\n");
+}
+
+static bool want_isa(const opts *o, pd_isa isa) {
+    if (!pd_cpu_supports(&o->cpu, isa)) return false;
+    if (o->isa >= 0) return isa == (pd_isa)o->isa;
+    return isa != PD_ISA_SCALAR;   /* the references are slow: only on request */
+}
+
+static bool want_op(const opts *o, const char *op) { return !strcmp(o->op, "all") || !strcmp(o->op, op); }
+
+static bool want_shape(const opts *o, const char *name) { return !o->filter || strstr(name, o->filter); }
+
+static void report(const char *op, const char *kernel, const char *shape, const char *dims, double t,
+                   double flops, pd_isa isa, const opts *o) {
+    double peak = g_peak[isa] * o->threads;
+    printf("%-9s %-28s %-24s %-22s %9.3f ms %8.1f GFLOP/s", op, kernel, shape, dims, t * 1e3,
+           flops / t * 1e-9);
+    if (peak > 0) printf(" %5.1f%% peak", 100.0 * flops / t / peak);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* ---- GEMM ----------------------------------------------------------------------------- */
+
+typedef struct gemm_run {
+    void (*fn)(const pd_gemm_args *);
+    pd_gemm_args args;
+    pd_pool *pool;
+} gemm_run;
+
+/* Splits columns by whole panels across the pool's threads. */
+static void gemm_task(void *arg, int ith, int nth) {
+    const gemm_run *r = arg;
+    int nr = r->args.w->nr, panels = (r->args.n1 + nr - 1) / nr;
+    int p0 = panels * ith / nth, p1 = panels * (ith + 1) / nth;
+    if (p0 >= p1) return;
+    pd_gemm_args a = r->args;
+    a.n0 = p0 * nr;
+    a.n1 = p1 * nr < r->args.n1 ? p1 * nr : r->args.n1;
+    r->fn(&a);
+}
+
+static void gemm_call(void *arg) {
+    gemm_run *r = arg;
+    pd_pool_run(r->pool, gemm_task, r);
+}
+
+static void bench_gemm_shape(const opts *o, const char *name, int m, int n, int k) {
+    float *a = alloc_rand((size_t)m * k), *w = alloc_rand((size_t)n * k), *bias = alloc_rand((size_t)n);
+    float *c = alloc_rand((size_t)m * n);
+    char dims[64];
+    snprintf(dims, sizeof dims, "%dx%dx%d", m, n, k);
+    for (size_t v = 0; v < PD_COUNT(GEMM); v++) {
+        if (!want_isa(o, GEMM[v].isa)) continue;
+        pd_packed_w pw;
+        pd_error err;
+        if (pd_gemm_pack(&pw, GEMM[v].nr, w, PD_DTYPE_F32, (size_t)k, n, k, bias, PD_DTYPE_F32, &err) != PD_OK) {
+            fprintf(stderr, "pack: %s\n", err.msg);
+            continue;
+        }
+        gemm_run r = {GEMM[v].fn,
+                      {.m = m, .n0 = 0, .n1 = n, .a = a, .lda = (size_t)k, .w = &pw, .c = c,
+                       .ldc = (size_t)n, .act = PD_ACT_NONE},
+                      o->pool};
+        double t = time_best(gemm_call, &r, o);
+        report("gemm", GEMM[v].name, name, dims, t, 2.0 * m * n * k, GEMM[v].isa, o);
+        pd_packed_w_free(&pw);
+    }
+    free(a);
+    free(w);
+    free(bias);
+    free(c);
+}
+
+static int load_shapes(const char *path, const opts *o) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "cannot open %s\n", path);
+        return 1;
+    }
+    printf("# shapes: %s\n", path);
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        char name[64];
+        int m, n, k;
+        if (sscanf(line, "%63s %d %d %d", name, &m, &n, &k) != 4) continue;
+        if (m <= 0 || n <= 0 || k <= 0 || !want_shape(o, name)) continue;
+        /* --quick: skip the very large shapes (> 20 GFLOP) */
+        if (o->quick && 2.0 * m * n * k > 2e10) continue;
+        bench_gemm_shape(o, name, m, n, k);
+    }
+    fclose(f);
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int bench_gemm_dir(const opts *o, const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "cannot open %s (pass shape files as arguments)\n", dir);
+        return 1;
+    }
+    char *names[64];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 64) {
+        size_t len = strlen(e->d_name);
+        if (len > 4 && !strcmp(e->d_name + len - 4, ".txt")) names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof names[0], cmp_str);
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        rc |= load_shapes(path, o);
+        free(names[i]);
+    }
+    return rc;
+}
+
+/* ---- attention ------------------------------------------------------------------------- */
+
+typedef struct attn_shape {
+    const char *name;
+    int heads, n_q, n_kv, dim;
+    bool causal;
+} attn_shape;
+
+static const attn_shape ATTN_SHAPES[] = {
+    {"clip_l_self", 12, 77, 77, 64, true},          /* CLIP-L text encoder, 12 heads x 64 */
+    {"clip_bigg_self", 20, 77, 77, 64, true},       /* OpenCLIP bigG, 20 heads x 64 */
+    {"sd15_64_self", 8, 4096, 4096, 40, false},     /* SD 1.5 UNet 64x64 latent, C=320 */
+    {"sd15_64_cross", 8, 4096, 77, 40, false},
+    {"sd15_32_self", 8, 1024, 1024, 80, false},     /* 32x32, C=640 */
+    {"sd15_32_cross", 8, 1024, 77, 80, false},
+    {"sd15_16_self", 8, 256, 256, 160, false},      /* 16x16, C=1280 */
+    {"sd15_16_cross", 8, 256, 77, 160, false},
+    {"sdxl_64_self", 10, 4096, 4096, 64, false},    /* SDXL 1024px: 64x64, C=640, 10 heads */
+    {"sdxl_32_self", 20, 1024, 1024, 64, false},    /* 32x32, C=1280, 20 heads */
+    {"vae_64_self", 1, 4096, 4096, 512, false},     /* VAE mid-block: 1 head x 512 (> 256: skipped) */
+};
+
+typedef struct attn_run {
+    void (*fn)(const pd_attn_args *);
+    pd_attn_args args;
+    pd_pool *pool;
+} attn_run;
+
+static void attn_task(void *arg, int ith, int nth) {
+    const attn_run *r = arg;
+    pd_attn_args a = r->args;
+    int heads = a.h1 - a.h0;
+    if (heads >= nth) {
+        a.h0 = r->args.h0 + heads * ith / nth;
+        a.h1 = r->args.h0 + heads * (ith + 1) / nth;
+    } else {
+        a.q0 = r->args.n_q * ith / nth;
+        a.q1 = r->args.n_q * (ith + 1) / nth;
+    }
+    r->fn(&a);
+}
+
+static void attn_call(void *arg) {
+    attn_run *r = arg;
+    pd_pool_run(r->pool, attn_task, r);
+}
+
+static void bench_attention(const opts *o) {
+    for (size_t s = 0; s < PD_COUNT(ATTN_SHAPES); s++) {
+        const attn_shape *sh = &ATTN_SHAPES[s];
+        if (sh->dim > PD_ATTN_MAX_HEAD_DIM || !want_shape(o, sh->name)) continue;
+        /* Q, K, V, O as [tokens, heads * dim] (NHWC); --quick runs 1 head. */
+        int heads = o->quick ? 1 : sh->heads;
+        size_t ld = (size_t)sh->heads * sh->dim;
+        float *q = alloc_rand((size_t)sh->n_q * ld), *k = alloc_rand((size_t)sh->n_kv * ld);
+        float *v = alloc_rand((size_t)sh->n_kv * ld), *out = alloc_rand((size_t)sh->n_q * ld);
+        double pairs = sh->causal ? 0.5 * sh->n_q * (sh->n_q + 1.0) : (double)sh->n_q * sh->n_kv;
+        double flops = 4.0 * pairs * sh->dim * heads;
+        char dims[64];
+        snprintf(dims, sizeof dims, "%dh %dx%d d%d%s", heads, sh->n_q, sh->n_kv, sh->dim, sh->causal ? " c" : "");
+        for (size_t vi = 0; vi < PD_COUNT(ATTN); vi++) {
+            if (!want_isa(o, ATTN[vi].isa)) continue;
+            attn_run r = {ATTN[vi].fn,
+                          {.n_q = sh->n_q, .n_kv = sh->n_kv, .head_dim = sh->dim, .q0 = 0,
+                           .q1 = sh->n_q, .h0 = 0, .h1 = heads, .q = q, .q_ld = ld,
+                           .q_hs = (size_t)sh->dim, .k = k, .k_ld = ld, .k_hs = (size_t)sh->dim,
+                           .v = v, .v_ld = ld, .v_hs = (size_t)sh->dim, .o = out, .o_ld = ld,
+                           .o_hs = (size_t)sh->dim, .scale = 1.0f / sqrtf((float)sh->dim),
+                           .causal = sh->causal},
+                          o->pool};
+            double t = time_best(attn_call, &r, o);
+            report("attention", ATTN[vi].name, sh->name, dims, t, flops, ATTN[vi].isa, o);
+        }
+        free(q);
+        free(k);
+        free(v);
+        free(out);
+    }
+}
+
+/* ---- layer norm, softmax, activations (single thread, GB/s) ----------------------------- */
+
+typedef struct row_shape {
+    const char *name;
+    int rows, cols;
+} row_shape;
+
+static const row_shape LN_SHAPES[] = {
+    {"clip_l", 77, 768}, {"clip_bigg", 77, 1280}, {"sd15_64", 4096, 320}, {"sd15_16", 256, 1280},
+};
+static const row_shape SM_SHAPES[] = {
+    {"clip_scores", 12 * 77, 77}, {"sd15_64_scores", 64, 4096}, {"sd15_cross", 4096, 77},
+};
+static const row_shape ACT_SHAPES[] = {
+    {"geglu_64", 4096, 1280}, {"silu_64x64x320", 4096, 320}, {"clip_fc1", 77, 3072},
+};
+
+typedef struct row_run {
+    int kind;   /* 0 layernorm, 1 softmax, 2 act */
+    size_t v;
+    pd_act act;
+    float *x, *y, *gamma, *beta;
+    int rows, cols;
+} row_run;
+
+static void row_call(void *arg) {
+    row_run *r = arg;
+    if (r->kind == 0)
+        LAYERNORM[r->v].fn(r->y, (size_t)r->cols, r->x, (size_t)r->cols, r->rows, r->cols, r->gamma, r->beta, 1e-5f);
+    else if (r->kind == 1)
+        SOFTMAX[r->v].fn(r->y, (size_t)r->cols, r->rows, r->cols);
+    else
+        ACT[r->v].fn(r->y, r->x, (size_t)r->rows * r->cols, r->act);
+}
+
+static void report_bw(const char *op, const char *kernel, const char *shape, int rows, int cols, double t,
+                      double bytes) {
+    char dims[64];
+    snprintf(dims, sizeof dims, "%dx%d", rows, cols);
+    printf("%-9s %-28s %-24s %-22s %9.3f ms %8.1f GB/s %8.1f Melem/s\n", op, kernel, shape, dims,
+           t * 1e3, bytes / t * 1e-9, rows * (double)cols / t * 1e-6);
+    fflush(stdout);
+}
+
+static void bench_rows(const opts *o, int kind) {
+    static const char *const OPS[] = {"layernorm", "softmax", "act"};
+    const row_shape *shapes = kind == 0 ? LN_SHAPES : kind == 1 ? SM_SHAPES : ACT_SHAPES;
+    size_t n_shapes = kind == 0 ? PD_COUNT(LN_SHAPES) : kind == 1 ? PD_COUNT(SM_SHAPES) : PD_COUNT(ACT_SHAPES);
+    size_t n_var = kind == 0 ? PD_COUNT(LAYERNORM) : kind == 1 ? PD_COUNT(SOFTMAX) : PD_COUNT(ACT);
+    for (size_t s = 0; s < n_shapes; s++) {
+        if (!want_shape(o, shapes[s].name)) continue;
+        size_t n = (size_t)shapes[s].rows * shapes[s].cols;
+        row_run r = {kind, 0, PD_ACT_NONE, alloc_rand(n), alloc_rand(n), alloc_rand((size_t)shapes[s].cols),
+                     alloc_rand((size_t)shapes[s].cols), shapes[s].rows, shapes[s].cols};
+        for (size_t v = 0; v < n_var; v++) {
+            pd_isa isa = kind == 0 ? LAYERNORM[v].isa : kind == 1 ? SOFTMAX[v].isa : ACT[v].isa;
+            const char *name = kind == 0 ? LAYERNORM[v].name : kind == 1 ? SOFTMAX[v].name : ACT[v].name;
+            if (!want_isa(o, isa)) continue;
+            r.v = v;
+            for (int a = kind == 2 ? 1 : 0; a < (kind == 2 ? 4 : 1); a++) {
+                static const char *const ACT_NAMES[] = {"", "gelu", "quick_gelu", "silu"};
+                char label[96];
+                snprintf(label, sizeof label, "%s%s%s", shapes[s].name, kind == 2 ? " " : "", ACT_NAMES[a]);
+                r.act = (pd_act)a;
+                if (kind == 1) memcpy(r.y, r.x, n * sizeof(float));  /* softmax runs in place on y */
+                double t = time_best(row_call, &r, o);
+                report_bw(OPS[kind], name, label, shapes[s].rows, shapes[s].cols, t, 2.0 * n * sizeof(float));
+            }
+        }
+        free(r.x);
+        free(r.y);
+        free(r.gamma);
+        free(r.beta);
+    }
+}
+
+/* ---- main ----------------------------------------------------------------------------- */
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: bench_kernels [--isa scalar|avx2|avx512|amx|neon] [--op gemm|attention|layernorm|"
+            "softmax|act|all]\n                     [--quick] [--threads N] [--filter SUBSTR] [--cpu-clock]"
+            " [shapes.txt ...]\n");
+}
+
+int main(int argc, char **argv) {
+    opts o = {.isa = -1, .op = "all", .threads = 1};
+    const char *files[32];
+    int n_files = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
+            o.isa = pd_isa_from_name(argv[++i]);
+            if (o.isa <= 0) {
+                usage();
+                return 2;
+            }
+            if (o.isa == PD_ISA_AMX) o.isa = PD_ISA_AVX512;  /* AMX tables use the AVX-512 fp32 kernels */
+        } else if (!strcmp(argv[i], "--op") && i + 1 < argc) {
+            o.op = argv[++i];
+        } else if (!strcmp(argv[i], "--filter") && i + 1 < argc) {
+            o.filter = argv[++i];
+        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            o.threads = atoi(argv[++i]);
+            if (o.threads < 1) o.threads = 1;
+        } else if (!strcmp(argv[i], "--quick")) {
+            o.quick = true;
+        } else if (!strcmp(argv[i], "--cpu-clock")) {
+            g_clock = CLOCK_THREAD_CPUTIME_ID;
+        } else if (argv[i][0] == '-') {
+            usage();
+            return 2;
+        } else if (n_files < 32) {
+            files[n_files++] = argv[i];
+        }
+    }
+    pd_cpu_detect(&o.cpu);
+    char desc[512];
+    pd_cpu_describe(desc, sizeof desc);
+    if (o.threads > 1) g_clock = CLOCK_MONOTONIC;
+    printf("# cpu: %s\n# threads: %d%s, clock: %s\n", desc, o.threads, o.quick ? " (quick)" : "",
+           g_clock == CLOCK_MONOTONIC ? "wall" : "thread cpu time");
+    if (o.threads > 1) {
+        o.pool = pd_pool_new(o.threads);
+        if (!o.pool) {
+            fprintf(stderr, "cannot start %d threads\n", o.threads);
+            return 1;
+        }
+        o.threads = pd_pool_size(o.pool);
+    }
+    measure_peaks(&o);
+    int rc = 0;
+    if (want_op(&o, "gemm")) {
+        if (n_files)
+            for (int i = 0; i < n_files; i++) rc |= load_shapes(files[i], &o);
+        else
+            rc |= bench_gemm_dir(&o, PD_SOURCE_DIR "/bench/shapes");
+    }
+    if (want_op(&o, "attention")) bench_attention(&o);
+    if (o.threads == 1) {
+        if (want_op(&o, "layernorm")) bench_rows(&o, 0);
+        if (want_op(&o, "softmax")) bench_rows(&o, 1);
+        if (want_op(&o, "act")) bench_rows(&o, 2);
+    }
+    pd_pool_free(o.pool);
+    return rc;
+}

@@ -1,0 +1,104 @@
+/*
+ * gemm_pack.c - packs a [n, k] weight (F32/F16/BF16) into nr-wide fp32 panels.
+ *
+ * Layout (kernels.h): panel p holds W[p*nr + c, kk] at data[(p*k + kk)*nr + c], zero
+ * for p*nr + c >= n. data is 64-byte aligned with 64 readable bytes past its end;
+ * bias (if any) is converted to fp32 and zero-padded to a whole panel (kernels still
+ * only read bias[0..n)).
+ * F16/BF16 values are widened exactly (pd_f16_to_f32 / pd_bf16_to_f32), so packing a
+ * half-precision checkpoint loses nothing.
+ *
+ * Traps: n, k come from hostile files: the packed size is checked (in 64 bits, capped
+ * at 1 TiB) before any allocation; ld_w counts elements, not bytes.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/half.h"
+#include "kernels/gemm/gemm.h"
+
+/* 2^38 floats (1 TiB): no weight is that large; also keeps the size math exact. */
+#define MAX_PACKED_FLOATS (UINT64_C(1) << 38)
+
+/* 64-byte aligned, zeroed, with 64 extra readable bytes. NULL on overflow or OOM. */
+static float *alloc_floats(size_t count) {
+    if (count > (SIZE_MAX - 128) / sizeof(float)) return NULL;
+    size_t bytes = (count * sizeof(float) + 64 + 63) & ~(size_t)63;
+    float *p = aligned_alloc(64, bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+/* Element i of a row of dtype dt as fp32. */
+static float load_elem(const void *src, pd_dtype dt, size_t i) {
+    switch (dt) {
+    case PD_DTYPE_F32: return ((const float *)src)[i];
+    case PD_DTYPE_F16: return pd_f16_to_f32(((const uint16_t *)src)[i]);
+    case PD_DTYPE_BF16: return pd_bf16_to_f32(((const uint16_t *)src)[i]);
+    default: return 0.0f;
+    }
+}
+
+static bool dtype_ok(pd_dtype dt) {
+    return dt == PD_DTYPE_F32 || dt == PD_DTYPE_F16 || dt == PD_DTYPE_BF16;
+}
+
+pd_status pd_gemm_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype,
+                       size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
+                       pd_error *err) {
+    PD_ASSERT(out);
+    memset(out, 0, sizeof *out);
+    if (!w) return pd_error_set(err, PD_ERR_INVALID_ARG, "gemm pack: weight pointer is NULL");
+    if (n <= 0 || k <= 0)
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "gemm pack: bad weight shape [%d, %d]", n, k);
+    if (nr <= 0 || nr > 1024)
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "gemm pack: bad panel width nr=%d", nr);
+    if (ld_w < (size_t)k)
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "gemm pack: row stride %zu < k=%d", ld_w, k);
+    if (!dtype_ok(w_dtype))
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "gemm pack: weight dtype %s not F32/F16/BF16",
+                            pd_dtype_name(w_dtype));
+    if (bias && !dtype_ok(bias_dtype))
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "gemm pack: bias dtype %s not F32/F16/BF16",
+                            pd_dtype_name(bias_dtype));
+
+    size_t n_panels = ((size_t)n + (size_t)nr - 1) / (size_t)nr;
+    size_t n_pad = n_panels * (size_t)nr;
+    if ((uint64_t)n_pad * (uint64_t)k > MAX_PACKED_FLOATS)
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "gemm pack: [%d, %d] is too large", n, k);
+    float *data = alloc_floats(n_pad * (size_t)k);
+    float *b = bias ? alloc_floats(n_pad) : NULL;
+    if (!data || (bias && !b)) {
+        free(data);
+        free(b);
+        return pd_error_set(err, PD_ERR_OOM, "gemm pack: out of memory for [%d, %d] weight", n, k);
+    }
+
+    /* Writes are sequential; reads walk nr rows of W in step. Padding stays zero. */
+    size_t row_bytes = ld_w * pd_dtype_size(w_dtype);
+    float *dst = data;
+    for (size_t p = 0; p < n_panels; p++) {
+        int cols = PD_MIN(nr, n - (int)p * nr);
+        const char *rows = (const char *)w + p * (size_t)nr * row_bytes;
+        for (int kk = 0; kk < k; kk++, dst += nr)
+            for (int c = 0; c < cols; c++) dst[c] = load_elem(rows + (size_t)c * row_bytes, w_dtype, (size_t)kk);
+    }
+    if (b)
+        for (int j = 0; j < n; j++) b[j] = load_elem(bias, bias_dtype, (size_t)j);
+
+    out->n = n;
+    out->k = k;
+    out->nr = nr;
+    out->data = data;
+    out->bias = b;
+    return PD_OK;
+}
+
+void pd_packed_w_free(pd_packed_w *w) {
+    if (!w) return;
+    free(w->data);
+    free(w->bias);
+    w->data = NULL;
+    w->bias = NULL;
+}
