@@ -64,8 +64,9 @@ static void log_stderr(pd_log_level level, const char *msg, void *user) {
     fprintf(stderr, "[%s] %s\n", names[level], msg);
 }
 
+/* Library messages already name the file/tensor at fault; `what` is the step. */
 static int fail(const char *what, const pd_error *err) {
-    fprintf(stderr, "phonediffusion: %s: %s\n", what, err->msg[0] ? err->msg : pd_status_string(err->code));
+    fprintf(stderr, "phonediffusion: %s failed: %s\n", what, err->msg[0] ? err->msg : pd_status_string(err->code));
     return 1;
 }
 
@@ -86,7 +87,7 @@ static void fmt_bytes(char *buf, size_t n, int64_t v) {
 static int cmd_info(const char *path) {
     pd_model_info *info = NULL;
     pd_error err = {0};
-    if (pd_inspect(path, &info, &err) != PD_OK) return fail(path, &err);
+    if (pd_inspect(path, &info, &err) != PD_OK) return fail("info", &err);
     char b1[32], b2[32];
     printf("model:      %s\n", info->path);
     printf("family:     %s\n", pd_family_name(info->family));
@@ -148,7 +149,7 @@ static pd_ctx *load(const cli_opts *o, pd_error *err) {
 static int cmd_tokenize(const cli_opts *o) {
     pd_error err = {0};
     pd_ctx *ctx = load(o, &err);
-    if (!ctx) return fail(o->model, &err);
+    if (!ctx) return fail("loading the model", &err);
     int n = 0;
     int32_t *ids = NULL;
     int rc = 0;
@@ -231,7 +232,7 @@ static int write_safetensors(const char *path, bool overwrite, const char *const
 static int cmd_encode(const cli_opts *o) {
     pd_error err = {0};
     pd_ctx *ctx = load(o, &err);
-    if (!ctx) return fail(o->model, &err);
+    if (!ctx) return fail("loading the model", &err);
     pd_text_params tp = pd_text_default_params();
     tp.prompt = o->prompt;
     tp.clip_skip = o->clip_skip;

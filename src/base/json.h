@@ -55,7 +55,8 @@ const pd_json *pd_json_get(const pd_json *obj, const char *key);
 const pd_json *pd_json_at(const pd_json *arr, size_t i);
 
 /* True and *out set when v is a NUMBER holding an exact integer in int64 range
- * (no fraction, no exponent that makes it non-integral, no overflow). */
+ * (no fraction, no exponent that makes it non-integral, no overflow). The exact
+ * decimal value decides: "1e3" and "1.0" are integers, "1.5" and "1e400" are not. */
 bool pd_json_as_int64(const pd_json *v, int64_t *out);
 /* True when v is a NUMBER; *out = its value. */
 bool pd_json_as_double(const pd_json *v, double *out);

@@ -7,7 +7,8 @@
  * then the data section; offsets are relative to its start (8 + N).
  *
  * Every header is hostile. Rejected with PD_ERR_FORMAT and a message naming the file
- * and the tensor: N past EOF or absurd (> 100 MiB), invalid JSON, a non-object
+ * and the tensor: N past EOF or absurd (> 16 MiB; real SD/SDXL headers are 0.1-0.3 MiB, and
+ * a hostile header costs about 60x its size in parse-tree memory), invalid JSON, a non-object
  * header, duplicate names, unknown dtype, rank > PD_ST_MAX_DIMS, negative or
  * overflowing dims, shape x dtype size != end - begin, begin > end, end past the
  * data section, overlapping tensors, missing or mistyped fields, a non-string
@@ -27,7 +28,7 @@
 #include "base/file.h"
 
 #define PD_ST_MAX_DIMS 8
-#define PD_ST_MAX_HEADER ((uint64_t)100 << 20)
+#define PD_ST_MAX_HEADER ((uint64_t)16 << 20)
 
 typedef struct pd_st_tensor {
     const char *name;
