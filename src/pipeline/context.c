@@ -41,9 +41,9 @@ static pd_status find_vocab(pd_ctx *ctx, const char *model_path, const char *voc
         if (!pd_tokenizer_locate(model_path, ctx->vocab_path, sizeof ctx->vocab_path, tried,
                                  sizeof tried))
             return pd_error_set(err, PD_ERR_MISSING,
-                                "no CLIP vocabulary found for '%s' (looked for %s); pass --vocab "
-                                "with a tokenizer/ folder (vocab.json + merges.txt) or "
-                                "bpe_simple_vocab_16e6.txt.gz",
+                                "no CLIP vocabulary beside '%s': pass --vocab with a tokenizer/ "
+                                "folder (vocab.json + merges.txt) or bpe_simple_vocab_16e6.txt.gz "
+                                "(looked for: %s)",
                                 model_path, tried[0] ? tried : "tokenizer/ beside the model");
     }
     pd_status st = pd_tokenizer_load(ctx->vocab_path, &ctx->tok, err);
