@@ -4,6 +4,8 @@
 set -uo pipefail
 BIN="$1"
 GOLDEN="$2"
+# PD_EXEC_WRAPPER: an emulator prefix for cross builds (e.g. qemu-aarch64-static -L ...).
+pdbin() { ${PD_EXEC_WRAPPER:-} "$BIN" "$@"; }
 pass=0
 fail=0
 ok() { pass=$((pass + 1)); echo "[ OK ] $1"; }
@@ -31,47 +33,47 @@ expect() {
 }
 
 M="$GOLDEN/models"
-expect "info single-file sd15" 0 "family: +SD1.x" -- "$BIN" info "$M/tiny-sd15.safetensors"
-expect "info single-file layout" 0 "single file" -- "$BIN" info "$M/tiny-sd15.safetensors"
-expect "info sd15 text encoder arch" 0 "text_encoder .*CLIP 3 layers x 24 wide, 3 heads, quick_gelu" -- "$BIN" info "$M/tiny-sd15.safetensors"
-expect "info sd15 dtypes" 0 "unet .*F16" -- "$BIN" info "$M/tiny-sd15.safetensors"
-expect "info diffusers sd15" 0 "diffusers folder" -- "$BIN" info "$M/tiny-sd15"
-expect "info single-file sdxl" 0 "family: +SDXL" -- "$BIN" info "$M/tiny-sdxl.safetensors"
-expect "info sdxl bigG" 0 "text_encoder_2 .*OpenCLIP 10 layers x 32 wide, 2 heads, gelu, projection" -- "$BIN" info "$M/tiny-sdxl.safetensors"
-expect "info diffusers sdxl" 0 "family: +SDXL" -- "$BIN" info "$M/tiny-sdxl"
-expect "info no missing" 0 "^" -- bash -c "\"$BIN\" info \"$M/tiny-sdxl\" | grep -q missing && exit 1 || exit 0"
+expect "info single-file sd15" 0 "family: +SD1.x" -- pdbin info "$M/tiny-sd15.safetensors"
+expect "info single-file layout" 0 "single file" -- pdbin info "$M/tiny-sd15.safetensors"
+expect "info sd15 text encoder arch" 0 "text_encoder .*CLIP 3 layers x 24 wide, 3 heads, quick_gelu" -- pdbin info "$M/tiny-sd15.safetensors"
+expect "info sd15 dtypes" 0 "unet .*F16" -- pdbin info "$M/tiny-sd15.safetensors"
+expect "info diffusers sd15" 0 "diffusers folder" -- pdbin info "$M/tiny-sd15"
+expect "info single-file sdxl" 0 "family: +SDXL" -- pdbin info "$M/tiny-sdxl.safetensors"
+expect "info sdxl bigG" 0 "text_encoder_2 .*OpenCLIP 10 layers x 32 wide, 2 heads, gelu, projection" -- pdbin info "$M/tiny-sdxl.safetensors"
+expect "info diffusers sdxl" 0 "family: +SDXL" -- pdbin info "$M/tiny-sdxl"
+if pdbin info "$M/tiny-sdxl" | grep -q missing; then bad "info sdxl folder lists missing tensors"; else ok "info no missing"; fi
 
 # A truncated copy must fail with a message naming the file.
 head -c 100000 "$M/tiny-sd15.safetensors" >"$TMP/trunc.safetensors"
-expect "info truncated" 1 "trunc.safetensors" -- "$BIN" info "$TMP/trunc.safetensors"
+expect "info truncated" 1 "trunc.safetensors" -- pdbin info "$TMP/trunc.safetensors"
 head -c 5 "$M/tiny-sd15.safetensors" >"$TMP/tiny.safetensors"
-expect "info 5-byte file" 1 "tiny.safetensors" -- "$BIN" info "$TMP/tiny.safetensors"
-expect "info missing file" 1 "no such file" -- "$BIN" info "$TMP/nope.safetensors"
+expect "info 5-byte file" 1 "tiny.safetensors" -- pdbin info "$TMP/tiny.safetensors"
+expect "info missing file" 1 "no such file" -- pdbin info "$TMP/nope.safetensors"
 printf 'not a model' >"$TMP/text.safetensors"
-expect "info garbage" 1 "text.safetensors" -- "$BIN" info "$TMP/text.safetensors"
-expect "info no args" 2 "needs a model" -- "$BIN" info
-expect "unknown command" 2 "unknown command" -- "$BIN" frobnicate
+expect "info garbage" 1 "text.safetensors" -- pdbin info "$TMP/text.safetensors"
+expect "info no args" 2 "needs a model" -- pdbin info
+expect "unknown command" 2 "unknown command" -- pdbin frobnicate
 
-expect "tokenize" 0 "^5 tokens: 320 1125 539 320 2368" -- "$BIN" tokenize -m "$M/tiny-sd15" -p "a photo of a cat"
-expect "encode sd15" 0 "context: +\[77, 24\]" -- "$BIN" encode -m "$M/tiny-sd15.safetensors" -p "a photo of a cat"
-expect "encode sdxl pooled" 0 "pooled: +\[24\]" -- "$BIN" encode -m "$M/tiny-sdxl" -p "a photo of a cat"
-expect "encode sdxl context" 0 "context: +\[77, 56\]" -- "$BIN" encode -m "$M/tiny-sdxl.safetensors" -p "a photo of a cat"
-expect "encode long prompt chunks" 0 "chunks: +2 \(154 tokens\)" -- "$BIN" encode -m "$M/tiny-sd15" -p "$(printf 'cat %.0s' {1..100})"
-expect "encode bad clip skip" 2 "clip-skip" -- "$BIN" encode -m "$M/tiny-sd15" -p "x" --clip-skip 0
-expect "encode clip skip too deep" 1 "clip skip" -- "$BIN" encode -m "$M/tiny-sd15" -p "x" --clip-skip 9
-expect "encode no prompt" 2 "needs -p" -- "$BIN" encode -m "$M/tiny-sd15"
-expect "encode bad vocab" 1 "/nonexistent" -- "$BIN" encode -m "$M/tiny-sd15" -p "x" --vocab /nonexistent
+expect "tokenize" 0 "^5 tokens: 320 1125 539 320 2368" -- pdbin tokenize -m "$M/tiny-sd15" -p "a photo of a cat"
+expect "encode sd15" 0 "context: +\[77, 24\]" -- pdbin encode -m "$M/tiny-sd15.safetensors" -p "a photo of a cat"
+expect "encode sdxl pooled" 0 "pooled: +\[24\]" -- pdbin encode -m "$M/tiny-sdxl" -p "a photo of a cat"
+expect "encode sdxl context" 0 "context: +\[77, 56\]" -- pdbin encode -m "$M/tiny-sdxl.safetensors" -p "a photo of a cat"
+expect "encode long prompt chunks" 0 "chunks: +2 \(154 tokens\)" -- pdbin encode -m "$M/tiny-sd15" -p "$(printf 'cat %.0s' {1..100})"
+expect "encode bad clip skip" 2 "clip-skip" -- pdbin encode -m "$M/tiny-sd15" -p "x" --clip-skip 0
+expect "encode clip skip too deep" 1 "clip skip" -- pdbin encode -m "$M/tiny-sd15" -p "x" --clip-skip 9
+expect "encode no prompt" 2 "needs -p" -- pdbin encode -m "$M/tiny-sd15"
+expect "encode bad vocab" 1 "/nonexistent" -- pdbin encode -m "$M/tiny-sd15" -p "x" --vocab /nonexistent
 cp "$M/tiny-sd15.safetensors" "$TMP/alone.safetensors"
-expect "encode no vocab beside model" 1 "--vocab" -- "$BIN" encode -m "$TMP/alone.safetensors" -p "x"
-expect "encode --vocab" 0 "context" -- "$BIN" encode -m "$TMP/alone.safetensors" -p "x" --vocab "$M/tiny-sd15/tokenizer" --config "$M/tiny-sd15.config.json"
+expect "encode no vocab beside model" 1 "--vocab" -- pdbin encode -m "$TMP/alone.safetensors" -p "x"
+expect "encode --vocab" 0 "context" -- pdbin encode -m "$TMP/alone.safetensors" -p "x" --vocab "$M/tiny-sd15/tokenizer" --config "$M/tiny-sd15.config.json"
 
 # --dump writes atomically and never overwrites silently.
-expect "dump" 0 "wrote" -- "$BIN" encode -m "$M/tiny-sd15" -p "a cat" --dump "$TMP/c.safetensors"
-expect "dump readable, not a model" 1 "tensors: +1 " -- "$BIN" info "$TMP/c.safetensors"
+expect "dump" 0 "wrote" -- pdbin encode -m "$M/tiny-sd15" -p "a cat" --dump "$TMP/c.safetensors"
+expect "dump readable, not a model" 1 "tensors: +1 " -- pdbin info "$TMP/c.safetensors"
 echo keep >"$TMP/keep.safetensors"
-expect "dump refuses overwrite" 1 "exists" -- "$BIN" encode -m "$M/tiny-sd15" -p "a cat" --dump "$TMP/keep.safetensors"
+expect "dump refuses overwrite" 1 "exists" -- pdbin encode -m "$M/tiny-sd15" -p "a cat" --dump "$TMP/keep.safetensors"
 if [[ "$(cat "$TMP/keep.safetensors")" == "keep" ]]; then ok "existing file untouched"; else bad "existing file was modified"; fi
-expect "dump unwritable dir" 1 "cannot write" -- "$BIN" encode -m "$M/tiny-sd15" -p "a cat" --dump "/nonexistent-dir/x.safetensors"
+expect "dump unwritable dir" 1 "cannot write" -- pdbin encode -m "$M/tiny-sd15" -p "a cat" --dump "/nonexistent-dir/x.safetensors"
 
 echo "$pass passed, $fail failed"
 [[ $fail -eq 0 ]]
