@@ -38,6 +38,41 @@ void pd_f32_gemm_14x32__avx512(const pd_gemm_args *args);
 void pd_f32_gemm_8x32__avx512(const pd_gemm_args *args);
 void pd_f32_gemm_6x64__avx512(const pd_gemm_args *args);
 
+/* ---- the framework / microkernel split (BLIS) ------------------------------------
+ * pd_gemm_blocked() is the ISA-independent blocking driver; each ISA file supplies
+ * only register tiles and a store epilogue:
+ *   tile(t): acc[r][0..nr) (+)= sum_{kk < t->k} A[r, kk] * panel[kk][0..nr) for r < rows,
+ *            starting from t->acc when t->load, else from zero; writes all rows x nr
+ *            accumulators back to t->acc (row stride nr). tiles[rows] handles `rows` rows,
+ *            rows in 1..mr.
+ *   epilogue(g, acc, nr, i, rows, j, cols): C[i.., j..j+cols) = act(acc + bias) (+ res),
+ *            storing only cols columns. */
+typedef struct pd_gemm_tile {
+    int k;
+    const float *a;  /* A[i, kb] of the tile's first row */
+    size_t lda;
+    const float *w;  /* the panel's rows kb..kb+k: k x nr floats */
+    float *acc;      /* rows x nr accumulators, row stride nr */
+    int load;        /* continue from acc (a later k block) instead of zero */
+} pd_gemm_tile;
+
+typedef void (*pd_gemm_tile_fn)(const pd_gemm_tile *t);
+typedef void (*pd_gemm_epilogue_fn)(const pd_gemm_args *g, const float *acc, int nr, int i,
+                                    int rows, int j, int cols);
+
+#define PD_GEMM_ACC_FLOATS 8192   /* stack accumulators of one row block (32 KiB) */
+
+typedef struct pd_gemm_blocking {
+    int mr, nr;
+    size_t w_kblock_bytes;   /* a kc x nr slice of the panel, reused from L2 */
+    size_t a_kblock_bytes;   /* an MC x kc slice of A kept in L2 */
+    int acc_floats;          /* <= PD_GEMM_ACC_FLOATS */
+    const pd_gemm_tile_fn *tiles;   /* [mr + 1]; tiles[0] unused */
+    pd_gemm_epilogue_fn epilogue;
+} pd_gemm_blocking;
+
+void pd_gemm_blocked(const pd_gemm_args *g, const pd_gemm_blocking *b);
+
 /* Panel width the scalar table packs for (the reference accepts any). */
 #define PD_GEMM_REF_NR 16
 

@@ -29,22 +29,13 @@
  * k = 11520 (the panel no longer fits L2 and is streamed once per row tile). */
 #define W_KBLOCK_BYTES (128 * 1024)
 #define A_KBLOCK_BYTES (512 * 1024)
-#define ACC_FLOATS 8192
+#define ACC_FLOATS_ISA 8192
 #define MAX_MR 14
 #define MAX_NR 64
 
 #define PD_INLINE static inline __attribute__((always_inline))
 
-typedef struct tile_job {
-    int k;
-    const float *a;  /* A[i, 0] of the tile's first row */
-    size_t lda;
-    const float *w;  /* the panel's rows kb..kb+k: k x nr floats */
-    float *acc;      /* mr x nr accumulators, row stride nr: read if load, always written */
-    int load;        /* continue from acc (a later k block) instead of zero */
-} tile_job;
-
-PD_INLINE void tile(const tile_job *t, int mr, int nv) {
+PD_INLINE void tile(const pd_gemm_tile *t, int mr, int nv) {
     __m512 acc[MAX_MR][MAX_NR / 16];
 #pragma GCC unroll 16
     for (int r = 0; r < mr; r++)
@@ -72,10 +63,8 @@ PD_INLINE void tile(const tile_job *t, int mr, int nv) {
         for (int v = 0; v < nv; v++) _mm512_storeu_ps(out + (r * nv + v) * 16, acc[r][v]);
 }
 
-typedef void (*tile_fn)(const tile_job *t);
-
 #define PD_TILE(mr, nv) \
-    static void tile_##mr##x##nv(const tile_job *t) { tile(t, mr, nv); }
+    static void tile_##mr##x##nv(const pd_gemm_tile *t) { tile(t, mr, nv); }
 PD_TILE(1, 2) PD_TILE(2, 2) PD_TILE(3, 2) PD_TILE(4, 2) PD_TILE(5, 2) PD_TILE(6, 2) PD_TILE(7, 2)
 PD_TILE(8, 2) PD_TILE(9, 2) PD_TILE(10, 2) PD_TILE(11, 2) PD_TILE(12, 2) PD_TILE(13, 2)
 PD_TILE(14, 2)
@@ -83,11 +72,11 @@ PD_TILE(1, 4) PD_TILE(2, 4) PD_TILE(3, 4) PD_TILE(4, 4) PD_TILE(5, 4) PD_TILE(6,
 #undef PD_TILE
 
 /* TILES_NVx[rows] computes a rows x (16 * nv) tile. */
-static const tile_fn TILES_NV2[MAX_MR + 1] = {
+static const pd_gemm_tile_fn TILES_NV2[MAX_MR + 1] = {
     NULL,       tile_1x2,  tile_2x2,  tile_3x2,  tile_4x2,  tile_5x2,  tile_6x2,  tile_7x2,
     tile_8x2,   tile_9x2,  tile_10x2, tile_11x2, tile_12x2, tile_13x2, tile_14x2,
 };
-static const tile_fn TILES_NV4[6 + 1] = {
+static const pd_gemm_tile_fn TILES_NV4[6 + 1] = {
     NULL, tile_1x4, tile_2x4, tile_3x4, tile_4x4, tile_5x4, tile_6x4,
 };
 
@@ -119,40 +108,18 @@ static void epilogue(const pd_gemm_args *g, const float *acc, int nr, int i, int
     }
 }
 
-static void gemm(const pd_gemm_args *g, int mr, int nr, const tile_fn *tiles) {
-    const pd_packed_w *w = g->w;
-    PD_ASSERT(w->nr == nr);
-    PD_ASSERT(g->n0 >= 0 && g->n0 <= g->n1 && g->n1 <= w->n && g->n0 % nr == 0);
-    if (g->m <= 0 || g->n1 == g->n0) return;
-    const int k = w->k;
-    /* k blocks of about W_KBLOCK_BYTES, equal sized. */
-    const int kc_max = PD_MAX(8, (int)(W_KBLOCK_BYTES / ((size_t)nr * sizeof(float))));
-    const int n_kb = (k + kc_max - 1) / kc_max, kc = (k + n_kb - 1) / n_kb;
-    /* Rows per block: the accumulators fit ACC_FLOATS, an MC x kc block of A fits L2. */
-    int mc = PD_MIN(ACC_FLOATS / nr, (int)(A_KBLOCK_BYTES / ((size_t)kc * sizeof(float))));
-    mc = PD_MAX(mr, mc / mr * mr);
-    float acc[ACC_FLOATS] __attribute__((aligned(64)));
-    for (int i0 = 0; i0 < g->m; i0 += mc) {
-        const int i1 = PD_MIN(g->m, i0 + mc);
-        for (int j = g->n0; j < g->n1; j += nr) {
-            const float *panel = w->data + (size_t)(j / nr) * (size_t)k * (size_t)nr;
-            const int cols = PD_MIN(nr, g->n1 - j);
-            for (int kb = 0; kb < k; kb += kc) {
-                const int kn = PD_MIN(kc, k - kb);
-                const bool last = kb + kn == k;
-                for (int i = i0; i < i1; i += mr) {
-                    const int rows = PD_MIN(mr, i1 - i);
-                    float *tacc = acc + (size_t)(i - i0) * (size_t)nr;
-                    tile_job t = {kn, g->a + (size_t)i * g->lda + (size_t)kb, g->lda,
-                                  panel + (size_t)kb * (size_t)nr, tacc, kb > 0};
-                    tiles[rows](&t);
-                    if (last) epilogue(g, tacc, nr, i, rows, j, cols);
-                }
-            }
-        }
-    }
+void pd_f32_gemm_14x32__avx512(const pd_gemm_args *args) {
+    static const pd_gemm_blocking b = {14, 32, W_KBLOCK_BYTES, A_KBLOCK_BYTES, ACC_FLOATS_ISA,
+                                        TILES_NV2, epilogue};
+    pd_gemm_blocked(args, &b);
 }
-
-void pd_f32_gemm_14x32__avx512(const pd_gemm_args *args) { gemm(args, 14, 32, TILES_NV2); }
-void pd_f32_gemm_8x32__avx512(const pd_gemm_args *args) { gemm(args, 8, 32, TILES_NV2); }
-void pd_f32_gemm_6x64__avx512(const pd_gemm_args *args) { gemm(args, 6, 64, TILES_NV4); }
+void pd_f32_gemm_8x32__avx512(const pd_gemm_args *args) {
+    static const pd_gemm_blocking b = {8, 32, W_KBLOCK_BYTES, A_KBLOCK_BYTES, ACC_FLOATS_ISA,
+                                        TILES_NV2, epilogue};
+    pd_gemm_blocked(args, &b);
+}
+void pd_f32_gemm_6x64__avx512(const pd_gemm_args *args) {
+    static const pd_gemm_blocking b = {6, 64, W_KBLOCK_BYTES, A_KBLOCK_BYTES, ACC_FLOATS_ISA,
+                                        TILES_NV4, epilogue};
+    pd_gemm_blocked(args, &b);
+}
