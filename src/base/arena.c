@@ -123,3 +123,17 @@ void pd_arena_reset(pd_arena *a, pd_arena_mark m) {
     if (a->head) a->head->off = m.off;
     a->used = m.used;
 }
+
+bool pd_grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return true;
+    size_t n = *cap ? *cap : 64;
+    while (n < need) {
+        if (n > SIZE_MAX / 2 / elem) return false;
+        n *= 2;
+    }
+    void *q = realloc(*p, n * elem);
+    if (!q) return false;
+    *p = q;
+    *cap = n;
+    return true;
+}

@@ -15,6 +15,7 @@
 #ifndef PD_BASE_ARENA_H
 #define PD_BASE_ARENA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define PD_ALIGN 64
@@ -53,6 +54,11 @@ void pd_arena_reset(pd_arena *a, pd_arena_mark m);
 
 /* Bytes needed for an allocation of n bytes (rounded up, with tail), for sizing. */
 size_t pd_arena_size_for(size_t n);
+
+/* Grows a malloc'd array *p (capacity *cap elements of elem bytes) to hold at least
+ * need elements, doubling from 64. Returns false (leaving *p intact) on overflow or
+ * when realloc fails. */
+bool pd_grow(void **p, size_t *cap, size_t need, size_t elem);
 
 /* Portable aligned allocation for long-lived buffers (weights). Free with
  * pd_aligned_free. Returns NULL on failure or n == 0 overflow. */

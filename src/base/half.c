@@ -38,37 +38,25 @@ static bool use_avx2_rows(size_t n) {
 }
 #endif
 
-static uint32_t f32_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float bits_f32(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 float pd_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;
     uint32_t man = h & 0x3ffu;
     if (exp == 0x1f) {                  /* inf or NaN */
         uint32_t nan_bits = man ? (0x400000u | (man << 13)) : 0;
-        return bits_f32(sign | 0x7f800000u | nan_bits);
+        return pd_bits_f32(sign | 0x7f800000u | nan_bits);
     }
     if (exp == 0) {
-        if (man == 0) return bits_f32(sign);   /* signed zero */
+        if (man == 0) return pd_bits_f32(sign);   /* signed zero */
         /* subnormal: man * 2^-24, exact in f32 */
         float v = (float)man * 0x1p-24f;
-        return bits_f32(sign | f32_bits(v));
+        return pd_bits_f32(sign | pd_f32_bits(v));
     }
-    return bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
+    return pd_bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
 }
 
 uint16_t pd_f32_to_f16(float f) {
-    uint32_t u = f32_bits(f);
+    uint32_t u = pd_f32_bits(f);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
     uint32_t a = u & 0x7fffffffu;
     if (a >= 0x7f800000u) {             /* inf or NaN */
@@ -101,11 +89,11 @@ uint16_t pd_f32_to_f16(float f) {
 float pd_bf16_to_f32(uint16_t b) {
     uint32_t u = (uint32_t)b << 16;
     if ((u & 0x7fffffffu) > 0x7f800000u) u |= 0x400000u;   /* quiet NaN */
-    return bits_f32(u);
+    return pd_bits_f32(u);
 }
 
 uint16_t pd_f32_to_bf16(float f) {
-    uint32_t u = f32_bits(f);
+    uint32_t u = pd_f32_bits(f);
     if ((u & 0x7fffffffu) > 0x7f800000u)                  /* NaN: keep sign, quiet */
         return (uint16_t)((u >> 16) | 0x40u);
     u += 0x7fffu + ((u >> 16) & 1u);                      /* overflow carries to inf */

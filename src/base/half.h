@@ -12,6 +12,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <string.h>
+
+/* The bits of a float and back (no aliasing UB). */
+static inline uint32_t pd_f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+static inline float pd_bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 float pd_f16_to_f32(uint16_t h);
 uint16_t pd_f32_to_f16(float f);
 float pd_bf16_to_f32(uint16_t b);

@@ -37,6 +37,8 @@
  */
 #include "base/rng.h"
 
+#include "base/half.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -97,18 +99,6 @@ void pd_rng_rand(pd_rng *r, float *out, size_t n) {
 
 /* ---- float32 log and sincos as in torch's AVX2 kernel (Cephes polynomials) ---------- */
 
-static uint32_t f2u(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float u2f(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* Natural log for x > 0 (NaN for x <= 0). x = m 2^e with m in [0.5, 1); if m < sqrt(1/2)
  * use f = 2m - 1 and e - 1, else f = m - 1; log = f + poly(f) f^3 - f^2/2 + e ln2 with
  * ln2 split into 0.693359375 - 2.12194440e-4. Each fmaf stands where the compiled torch
@@ -116,9 +106,9 @@ static float u2f(uint32_t u) {
 static float cephes_logf(float x) {
     const bool invalid = !(x > 0.0f);
     if (x < 0x1p-126f) x = 0x1p-126f;                      /* max(x, FLT_MIN) */
-    uint32_t bits = f2u(x);
+    uint32_t bits = pd_f32_bits(x);
     float e = (float)((int32_t)(bits >> 23) - 127);
-    x = u2f((bits & ~0x7f800000u) | 0x3f000000u);         /* mantissa in [0.5, 1) */
+    x = pd_bits_f32((bits & ~0x7f800000u) | 0x3f000000u);         /* mantissa in [0.5, 1) */
     e = e + 1.0f;
     float tmp = 0.0f;
     if (x < 0.707106781186547524f) {
@@ -143,14 +133,14 @@ static float cephes_logf(float x) {
     y = fmaf(-z, 0.5f, y);
     x = x + y;
     x = fmaf(e, 0.693359375f, x);
-    return invalid ? u2f(0xffffffffu) : x;
+    return invalid ? pd_bits_f32(0xffffffffu) : x;
 }
 
 /* sin and cos of x for |x| < 2^31 (used on [0, 2 pi)): reduce by multiples of pi/4
  * (j even, three-part Cody-Waite pi/4), evaluate the cos and sin polynomials on the
  * remainder and pick and sign them by j's bits. fmaf as in cephes_logf. */
 static void cephes_sincosf(float x, float *s, float *c) {
-    uint32_t sign_sin = f2u(x) & 0x80000000u;
+    uint32_t sign_sin = pd_f32_bits(x) & 0x80000000u;
     x = fabsf(x);
     float y = x * 1.27323954473516f;                        /* 4 / pi */
     int32_t j = (int32_t)y;
@@ -183,8 +173,8 @@ static void cephes_sincosf(float x, float *s, float *c) {
     float rest_s = ys - sin_part_s, rest_c = yc - sin_part_c;
     float sv = sin_part_c + sin_part_s;
     float cv = rest_c + rest_s;
-    *s = u2f(f2u(sv) ^ sign_sin);
-    *c = u2f(f2u(cv) ^ sign_cos);
+    *s = pd_bits_f32(pd_f32_bits(sv) ^ sign_sin);
+    *c = pd_bits_f32(pd_f32_bits(cv) ^ sign_cos);
 }
 
 /* Box-Muller on one block of 16 uniforms, in place (float32, as torch's AVX2 kernel). */

@@ -55,19 +55,6 @@
 
 /* ---- small growable buffers ---------------------------------------------------- */
 
-static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return true;
-    size_t n = *cap ? *cap : 64;
-    while (n < need) {
-        if (n > SIZE_MAX / 2 / elem) return false;
-        n *= 2;
-    }
-    void *q = realloc(*p, n * elem);
-    if (!q) return false;
-    *p = q;
-    *cap = n;
-    return true;
-}
 
 typedef struct cp_buf {
     uint32_t *v;
@@ -75,7 +62,7 @@ typedef struct cp_buf {
 } cp_buf;
 
 static bool cp_push(cp_buf *b, uint32_t c) {
-    if (b->n == b->cap && !grow((void **)&b->v, &b->cap, b->n + 1, sizeof(uint32_t))) return false;
+    if (b->n == b->cap && !pd_grow((void **)&b->v, &b->cap, b->n + 1, sizeof(uint32_t))) return false;
     b->v[b->n++] = c;
     return true;
 }
@@ -84,7 +71,7 @@ static bool cp_push(cp_buf *b, uint32_t c) {
 
 /* Decodes s[0..n) into out (appending), one U+FFFD per maximal invalid subpart. */
 static bool utf8_decode(const unsigned char *s, size_t n, cp_buf *out) {
-    if (!grow((void **)&out->v, &out->cap, out->n + n + 1, sizeof(uint32_t))) return false;
+    if (!pd_grow((void **)&out->v, &out->cap, out->n + n + 1, sizeof(uint32_t))) return false;
     for (size_t i = 0; i < n;) i += pd_utf8_decode_one(s + i, n - i, &out->v[out->n++]);
     return true;
 }
@@ -378,7 +365,7 @@ static int32_t syms_intern2(sym_table *t, const char *a, size_t na, const char *
         }
     }
     if (t->n >= t->cap || n > UINT32_MAX / 2 || t->pool_len + n + 1 > UINT32_MAX) goto done;
-    if (!grow((void **)&t->pool, &t->pool_cap, t->pool_len + n + 1, 1)) goto done;
+    if (!pd_grow((void **)&t->pool, &t->pool_cap, t->pool_len + n + 1, 1)) goto done;
     memcpy(t->pool + t->pool_len, key, n);
     t->pool[t->pool_len + n] = '\0';
     t->off[t->n] = (uint32_t)t->pool_len;
@@ -514,7 +501,7 @@ static pd_status parse_merges(const char *text, size_t size, const char *fname, 
                               fname, line, nf);
             goto fail;
         }
-        if (!grow((void **)&m, &cap, (size_t)n + 1, sizeof(merge_ref))) {
+        if (!pd_grow((void **)&m, &cap, (size_t)n + 1, sizeof(merge_ref))) {
             st = pd_error_set(err, PD_ERR_OOM, "out of memory reading '%s'", fname);
             goto fail;
         }
@@ -893,7 +880,7 @@ static void work_free(work *w) {
 }
 
 static bool emit_id(work *w, int32_t id) {
-    if (w->n_ids == w->ids_cap && !grow((void **)&w->ids, &w->ids_cap, w->n_ids + 1, sizeof(int32_t)))
+    if (w->n_ids == w->ids_cap && !pd_grow((void **)&w->ids, &w->ids_cap, w->n_ids + 1, sizeof(int32_t)))
         return false;
     w->ids[w->n_ids++] = id;
     return true;
@@ -931,7 +918,7 @@ static bool pend_pair(const pd_tokenizer *tok, work *w, int32_t left) {
     int32_t r = pair_rank(tok, w->sym[left], w->sym[right]);
     if (r < 0) return true;
     if (w->pend_n == w->pend_cap &&
-        !grow((void **)&w->pend, &w->pend_cap, w->pend_n + 1, sizeof(uint64_t)))
+        !pd_grow((void **)&w->pend, &w->pend_cap, w->pend_n + 1, sizeof(uint64_t)))
         return false;
     w->pend[w->pend_n++] = ((uint64_t)(uint32_t)r << 32) | (uint32_t)left;
     return true;
@@ -941,12 +928,12 @@ static bool pend_pair(const pd_tokenizer *tok, work *w, int32_t left) {
 static bool bpe_piece(const pd_tokenizer *tok, work *w, const unsigned char *p, size_t n) {
     if (n == 15 && memcmp(p, "<|startoftext|>", 15) == 0) return emit_id(w, tok->bos);
     if (n == 13 && memcmp(p, "<|endoftext|>", 13) == 0) return emit_id(w, tok->eos);
-    if (!grow((void **)&w->sym, &w->sym_cap, n, sizeof(int32_t)) ||
-        !grow((void **)&w->prev, &w->prev_cap, n, sizeof(int32_t)) ||
-        !grow((void **)&w->next, &w->next_cap, n, sizeof(int32_t)))
+    if (!pd_grow((void **)&w->sym, &w->sym_cap, n, sizeof(int32_t)) ||
+        !pd_grow((void **)&w->prev, &w->prev_cap, n, sizeof(int32_t)) ||
+        !pd_grow((void **)&w->next, &w->next_cap, n, sizeof(int32_t)))
         return false;
     /* heap holds at most n-1 initial pairs plus two per merge */
-    if (!grow((void **)&w->heap, &w->heap_cap, 3 * n + 1, sizeof(uint64_t))) return false;
+    if (!pd_grow((void **)&w->heap, &w->heap_cap, 3 * n + 1, sizeof(uint64_t))) return false;
     for (size_t i = 0; i < n; i++) {
         w->sym[i] = (i + 1 == n ? tok->byte_sym_end : tok->byte_sym)[p[i]];
         w->prev[i] = (int32_t)i - 1;
@@ -971,7 +958,7 @@ static bool bpe_piece(const pd_tokenizer *tok, work *w, const unsigned char *p, 
             w->sym[j] = -1;
             if (!pend_pair(tok, w, w->prev[pos]) || !pend_pair(tok, w, pos)) return false;
         }
-        if (!grow((void **)&w->heap, &w->heap_cap, w->heap_n + w->pend_n, sizeof(uint64_t)))
+        if (!pd_grow((void **)&w->heap, &w->heap_cap, w->heap_n + w->pend_n, sizeof(uint64_t)))
             return false;
         for (size_t i = 0; i < w->pend_n; i++) heap_push(w->heap, &w->heap_n, w->pend[i]);
     }
@@ -1032,7 +1019,7 @@ static pd_status encode_text(const pd_tokenizer *tok, work *w, const char *text,
             continue;
         }
         if (m > (size_t)INT32_MAX / 8) return PD_ERR_OOM;
-        if (!grow((void **)&w->bytes, &w->bytes_cap, 4 * m, 1)) return PD_ERR_OOM;
+        if (!pd_grow((void **)&w->bytes, &w->bytes_cap, 4 * m, 1)) return PD_ERR_OOM;
         size_t nb = 0;
         for (size_t k = 0; k < m; k++) nb += (size_t)utf8_encode(s[i + k], w->bytes + nb);
         if (!bpe_piece(tok, w, w->bytes, nb)) return PD_ERR_OOM;

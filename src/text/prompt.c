@@ -68,23 +68,10 @@ typedef struct parser {
     size_t n_round, n_square, cap_round, cap_square;
 } parser;
 
-static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return true;
-    size_t n = *cap ? *cap : 64;
-    while (n < need) {
-        if (n > SIZE_MAX / 2 / elem) return false;
-        n *= 2;
-    }
-    void *q = realloc(*p, n * elem);
-    if (!q) return false;
-    *p = q;
-    *cap = n;
-    return true;
-}
 
 static bool add_entry(parser *ps, const char *text, size_t len, double weight) {
-    if (!grow((void **)&ps->out, &ps->out_cap, ps->out_len + len, 1) ||
-        !grow((void **)&ps->e, &ps->cap_e, ps->n_e + 1, sizeof(entry)))
+    if (!pd_grow((void **)&ps->out, &ps->out_cap, ps->out_len + len, 1) ||
+        !pd_grow((void **)&ps->e, &ps->cap_e, ps->n_e + 1, sizeof(entry)))
         return false;
     if (len) memcpy(ps->out + ps->out_len, text, len);
     ps->out_len += len;
@@ -99,7 +86,7 @@ static void multiply_range(parser *ps, size_t start, double m) {
 }
 
 static bool push_pos(size_t **stack, size_t *n, size_t *cap, size_t v) {
-    if (!grow((void **)stack, cap, *n + 1, sizeof(size_t))) return false;
+    if (!pd_grow((void **)stack, cap, *n + 1, sizeof(size_t))) return false;
     (*stack)[(*n)++] = v;
     return true;
 }
@@ -331,8 +318,8 @@ typedef struct chunker {
 /* A1111 next_chunk: [BOS] + tokens + [EOS] + pad, weights 1 outside the tokens. */
 static bool next_chunk(chunker *ck) {
     size_t need = (ck->n_chunks + 1) * PD_CHUNK_LEN;
-    if (!grow((void **)&ck->ids, &ck->cap_ids, need, sizeof(int32_t)) ||
-        !grow((void **)&ck->weights, &ck->cap_w, need, sizeof(float)))
+    if (!pd_grow((void **)&ck->ids, &ck->cap_ids, need, sizeof(int32_t)) ||
+        !pd_grow((void **)&ck->weights, &ck->cap_w, need, sizeof(float)))
         return false;
     int32_t *ids = ck->ids + ck->n_chunks * PD_CHUNK_LEN;
     float *w = ck->weights + ck->n_chunks * PD_CHUNK_LEN;
