@@ -55,6 +55,17 @@ void pd_file_unmap(pd_mapped_file *f) {
     f->is_mmap = false;
 }
 
+void pd_file_release(const pd_mapped_file *f, const void *p, size_t n) {
+    if (!f || !f->is_mmap || !p || n == 0) return;
+    const unsigned char *b = p;
+    if (b < f->data || b + n > f->data + f->size) return;
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) return;
+    uintptr_t start = ((uintptr_t)b + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t end = ((uintptr_t)b + n) & ~((uintptr_t)page - 1);
+    if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
 pd_status pd_file_read_all(const char *path, size_t max_size, char **out, size_t *size,
                            pd_error *err) {
     *out = NULL;

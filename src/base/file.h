@@ -23,6 +23,12 @@ typedef struct pd_mapped_file {
 pd_status pd_file_map(const char *path, pd_mapped_file *out, pd_error *err);
 void pd_file_unmap(pd_mapped_file *f);   /* NULL-tolerant, idempotent */
 
+/* Tells the OS that bytes [p, p + n) of a read-only mapping of f will not be needed
+ * again (e.g. weights already copied into packed form), so their pages leave the
+ * process's resident set; reading them later is still valid (they are re-read from
+ * the file). Only whole pages inside the range are released. No-op for heap copies. */
+void pd_file_release(const pd_mapped_file *f, const void *p, size_t n);
+
 /* Reads a whole file into a malloc'd buffer with a terminating NUL (not counted in
  * *size). Fails with PD_ERR_FORMAT if the file is larger than max_size. The caller
  * frees *out with free(). */

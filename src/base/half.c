@@ -26,6 +26,7 @@
 
 #if defined(PD_ARCH_X86)
 #include "base/cpu.h"
+#include "base/error.h"
 #include "base/half_avx2.h"
 #define HAVE_AVX2_ROWS 1
 /* pd_cpu_detect runs cpuid + xgetbv once per process (pthread_once) and then copies
@@ -138,4 +139,20 @@ void pd_f32_to_bf16_row(uint16_t *dst, const float *src, size_t n) {
     }
 #endif
     for (size_t i = 0; i < n; i++) dst[i] = pd_f32_to_bf16(src[i]);
+}
+
+void pd_to_f32(float *dst, const void *src, pd_dtype dt, size_t n) {
+    const unsigned char *s = src;
+    if (dt == PD_DTYPE_F32) {
+        memcpy(dst, s, n * sizeof(float));
+        return;
+    }
+    PD_ASSERT(dt == PD_DTYPE_F16 || dt == PD_DTYPE_BF16);
+    uint16_t tmp[512];   /* aligned staging for possibly unaligned 16-bit data */
+    for (size_t i = 0; i < n; i += 512) {
+        size_t c = n - i < 512 ? n - i : 512;
+        memcpy(tmp, s + i * 2, c * 2);
+        if (dt == PD_DTYPE_F16) pd_f16_to_f32_row(dst + i, tmp, c);
+        else pd_bf16_to_f32_row(dst + i, tmp, c);
+    }
 }

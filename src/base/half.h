@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/dtype.h"
+
 #include <string.h>
 
 /* The bits of a float and back (no aliasing UB). */
@@ -35,5 +37,9 @@ void pd_f16_to_f32_row(float *dst, const uint16_t *src, size_t n);
 void pd_bf16_to_f32_row(float *dst, const uint16_t *src, size_t n);
 void pd_f32_to_f16_row(uint16_t *dst, const float *src, size_t n);
 void pd_f32_to_bf16_row(uint16_t *dst, const float *src, size_t n);
+
+/* dst[0..n) = elements of src as fp32, for src of dtype F32, F16 or BF16 (asserted).
+ * src may be unaligned (it often points into a mapped checkpoint). */
+void pd_to_f32(float *dst, const void *src, pd_dtype dt, size_t n);
 
 #endif

@@ -79,6 +79,18 @@ const pd_st_tensor *pd_model_find(const pd_model_src *m, pd_component c, const c
     return NULL;
 }
 
+void pd_model_release(const pd_model_src *m, const pd_st_tensor *t) {
+    if (!t || !t->data) return;
+    const unsigned char *d = t->data;
+    for (int i = 0; i < m->n_files; i++) {
+        const pd_mapped_file *map = &m->files[i]->map;
+        if (map->data && d >= map->data && d + t->nbytes <= map->data + map->size) {
+            pd_st_release(m->files[i], t);
+            return;
+        }
+    }
+}
+
 void pd_model_full_name(const pd_model_src *m, pd_component c, const char *name, char *buf,
                         size_t buf_size) {
     const pd_comp_src *cs = &m->comp[c];

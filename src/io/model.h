@@ -75,6 +75,10 @@ void pd_model_close(pd_model_src *m);   /* NULL-tolerant */
 /* Finds prefix + name in the component's files; NULL when absent. */
 const pd_st_tensor *pd_model_find(const pd_model_src *m, pd_component c, const char *name);
 
+/* Releases the resident pages of t (a tensor of one of m's files) once it has been
+ * copied into packed form; reading it again stays valid. */
+void pd_model_release(const pd_model_src *m, const pd_st_tensor *t);
+
 /* Full checkpoint name of a component-relative name (for messages). */
 void pd_model_full_name(const pd_model_src *m, pd_component c, const char *name, char *buf,
                         size_t buf_size);

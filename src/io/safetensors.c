@@ -447,6 +447,10 @@ const pd_st_tensor *pd_st_find(const pd_st_file *f, const char *name) {
     return NULL;
 }
 
+void pd_st_release(const pd_st_file *f, const pd_st_tensor *t) {
+    if (f && t) pd_file_release(&f->map, t->data, t->nbytes);
+}
+
 const char *pd_st_meta(const pd_st_file *f, const char *key) {
     if (!f || !key) return NULL;
     for (int i = 0; i < f->n_meta; i++)

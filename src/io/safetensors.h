@@ -67,6 +67,10 @@ const pd_st_tensor *pd_st_find(const pd_st_file *f, const char *name);
 /* __metadata__ value for key, or NULL. */
 const char *pd_st_meta(const pd_st_file *f, const char *key);
 
+/* Releases the resident pages of a tensor whose data will not be read again (see
+ * pd_file_release). t must belong to f. */
+void pd_st_release(const pd_st_file *f, const pd_st_tensor *t);
+
 /* Copies a tensor's elements to fp32 (F32, F16, BF16 sources; also F64/I64/I32 for
  * small buffers). dst holds t->numel floats. PD_ERR_UNSUPPORTED for other dtypes. */
 pd_status pd_st_to_f32(const pd_st_tensor *t, float *dst, pd_error *err);

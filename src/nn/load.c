@@ -45,27 +45,9 @@ pd_status pd_nn_check(const pd_load_ctx *lc, const pd_st_tensor *t, const char *
     return PD_OK;
 }
 
-/* Converts n elements starting at element `first` of t into dst. */
+/* Converts n elements starting at element `first` of t (dtype already checked). */
 static void convert_f32(const pd_st_tensor *t, size_t first, size_t n, float *dst) {
-    const unsigned char *src = (const unsigned char *)t->data;
-    switch (t->dtype) {
-    case PD_DTYPE_F32:
-        memcpy(dst, src + first * 4, n * 4);
-        break;
-    case PD_DTYPE_F16:
-    case PD_DTYPE_BF16: {
-        uint16_t tmp[256];
-        for (size_t i = 0; i < n; i += 256) {
-            size_t c = PD_MIN((size_t)256, n - i);
-            memcpy(tmp, src + (first + i) * 2, c * 2);
-            if (t->dtype == PD_DTYPE_F16) pd_f16_to_f32_row(dst + i, tmp, c);
-            else pd_bf16_to_f32_row(dst + i, tmp, c);
-        }
-        break;
-    }
-    default:
-        PD_ASSERT(!"convert_f32: unchecked dtype");
-    }
+    pd_to_f32(dst, (const unsigned char *)t->data + first * pd_dtype_size(t->dtype), t->dtype, n);
 }
 
 void pd_nn_row_f32(const pd_st_tensor *t, int64_t row, float *dst) {
@@ -93,13 +75,21 @@ pd_status pd_nn_pack(const pd_load_ctx *lc, const pd_kernels *kt, pd_packed_w *o
                      const char *b_name, int n, int k, bool transpose, pd_error *err) {
     memset(out, 0, sizeof *out);
     float *wf = NULL, *bf = NULL;
-    pd_status st = pd_nn_to_f32(lc, w, w_name, &wf, err);
+    pd_status st;
+    if (!transpose) {
+        /* Straight from the mapping: pd_gemm_pack widens F16/BF16 rows itself. */
+        st = pd_gemm_pack(out, kt->gemm_nr, w->data, w->dtype, (size_t)k, n, k, b ? b->data : NULL,
+                          b ? b->dtype : PD_DTYPE_F32, err);
+        if (st == PD_OK) pd_model_release(lc->src, w);   /* the packed copy replaces it */
+        goto named;
+    }
+    st = pd_nn_to_f32(lc, w, w_name, &wf, err);
     if (st != PD_OK) return st;
     if (b) {
         st = pd_nn_to_f32(lc, b, b_name, &bf, err);
         if (st != PD_OK) goto done;
     }
-    if (transpose) {
+    {
         float *tr = pd_aligned_alloc((size_t)n * (size_t)k * sizeof(float));
         if (!tr) {
             st = pd_error_set(err, PD_ERR_OOM, "out of memory transposing '%s'", w_name);
@@ -111,6 +101,7 @@ pd_status pd_nn_pack(const pd_load_ctx *lc, const pd_kernels *kt, pd_packed_w *o
         wf = tr;
     }
     st = pd_gemm_pack(out, kt->gemm_nr, wf, PD_DTYPE_F32, (size_t)k, n, k, bf, PD_DTYPE_F32, err);
+named:
     if (st != PD_OK) {
         char name[384];
         full_name(lc, w_name, name, sizeof name);

@@ -21,23 +21,15 @@
 /* 2^38 floats (1 TiB): no weight is that large; also keeps the size math exact. */
 #define MAX_PACKED_FLOATS (UINT64_C(1) << 38)
 
-/* 64-byte aligned, zeroed, with 64 extra readable bytes. NULL on overflow or OOM. */
+/* 64-byte aligned, with 64 extra readable bytes (zeroed). Not otherwise zeroed: the
+ * packing loop writes every element, so fresh pages are touched once. NULL on
+ * overflow or OOM. */
 static float *alloc_floats(size_t count) {
     if (count > (SIZE_MAX - 128) / sizeof(float)) return NULL;
     size_t bytes = (count * sizeof(float) + 64 + 63) & ~(size_t)63;
     float *p = aligned_alloc(64, bytes);
-    if (p) memset(p, 0, bytes);
+    if (p) memset(p + count, 0, bytes - count * sizeof(float));
     return p;
-}
-
-/* Element i of a row of dtype dt as fp32. */
-static float load_elem(const void *src, pd_dtype dt, size_t i) {
-    switch (dt) {
-    case PD_DTYPE_F32: return ((const float *)src)[i];
-    case PD_DTYPE_F16: return pd_f16_to_f32(((const uint16_t *)src)[i]);
-    case PD_DTYPE_BF16: return pd_bf16_to_f32(((const uint16_t *)src)[i]);
-    default: return 0.0f;
-    }
 }
 
 static bool dtype_ok(pd_dtype dt) {
@@ -69,23 +61,35 @@ pd_status pd_gemm_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype
         return pd_error_set(err, PD_ERR_INVALID_ARG, "gemm pack: [%d, %d] is too large", n, k);
     float *data = alloc_floats(n_pad * (size_t)k);
     float *b = bias ? alloc_floats(n_pad) : NULL;
-    if (!data || (bias && !b)) {
+    float *row = alloc_floats((size_t)k);
+    if (!data || (bias && !b) || !row) {
         free(data);
         free(b);
+        free(row);
         return pd_error_set(err, PD_ERR_OOM, "gemm pack: out of memory for [%d, %d] weight", n, k);
     }
 
-    /* Writes are sequential; reads walk nr rows of W in step. Padding stays zero. */
+    /* Each source row is widened once (vectorised, unaligned-safe), then scattered into
+     * its panel column; a panel (k x nr floats) stays in cache while it is filled.
+     * Padding columns of the last panel are zeroed. */
     size_t row_bytes = ld_w * pd_dtype_size(w_dtype);
-    float *dst = data;
     for (size_t p = 0; p < n_panels; p++) {
         int cols = PD_MIN(nr, n - (int)p * nr);
+        float *panel = data + p * (size_t)k * (size_t)nr;
         const char *rows = (const char *)w + p * (size_t)nr * row_bytes;
-        for (int kk = 0; kk < k; kk++, dst += nr)
-            for (int c = 0; c < cols; c++) dst[c] = load_elem(rows + (size_t)c * row_bytes, w_dtype, (size_t)kk);
+        for (int c = 0; c < cols; c++) {
+            pd_to_f32(row, rows + (size_t)c * row_bytes, w_dtype, (size_t)k);
+            for (int kk = 0; kk < k; kk++) panel[(size_t)kk * (size_t)nr + (size_t)c] = row[kk];
+        }
+        if (cols < nr)
+            for (int kk = 0; kk < k; kk++)
+                memset(panel + (size_t)kk * (size_t)nr + (size_t)cols, 0, (size_t)(nr - cols) * sizeof(float));
     }
-    if (b)
-        for (int j = 0; j < n; j++) b[j] = load_elem(bias, bias_dtype, (size_t)j);
+    free(row);
+    if (b) {
+        pd_to_f32(b, bias, bias_dtype, (size_t)n);
+        memset(b + n, 0, (n_pad - (size_t)n) * sizeof(float));
+    }
 
     out->n = n;
     out->k = k;
