@@ -67,7 +67,8 @@ typedef struct pd_gemm_args {
  *   O[h, i, :] = sum_j softmax(s)_j V[h, j, :]
  * with element (h, row, d) of X at x[h * x_hs + row * x_ld + d]. Causal: key j is
  * visible to query i iff j <= i. Never materialises the n_q x n_kv score matrix: keys
- * are processed in blocks with an online (running max/sum) softmax. head_dim <= 256. */
+ * are processed in blocks with an online (running max/sum) softmax.
+ * head_dim <= PD_ATTN_MAX_HEAD_DIM. O must not overlap Q, K or V. n_kv == 0 gives zeros. */
 typedef struct pd_attn_args {
     int n_q, n_kv, head_dim;
     int q0, q1;
@@ -84,7 +85,31 @@ typedef struct pd_attn_args {
     bool causal;
 } pd_attn_args;
 
-#define PD_ATTN_MAX_HEAD_DIM 256
+#define PD_ATTN_MAX_HEAD_DIM 512   /* the SD VAE mid-block: one head of 512 */
+
+/* ---- 2-D convolution (NHWC, implicit GEMM against packed weights) -----------------
+ * For one image, output rows oy in [oy0, oy1), channels co in [n0, n1):
+ *   out[oy, ox, co] = act(bias[co] + sum_{ky, kx, ci} in[iy, ix, ci] * W[co, ci, ky, kx])
+ *                     (+ res[oy, ox, co])
+ *   iy = oy * stride + ky - pad_t, ix = ox * stride + kx - pad_l; taps outside the input
+ *   read as zero (so any bottom/right padding is implied by oh/ow).
+ * Tensors are dense NHWC: in [h, w, cin], out and res [oh, ow, cout] with cout = w->n.
+ * The weight is packed by pd_conv_pack as a GEMM weight [cout, kh*kw*cin] with k index
+ * (ky * kw + kx) * cin + ci. n0 is a multiple of w->nr (or 0). res may alias out (then
+ * each element is read before it is written); in must not overlap out. A 1x1 stride-1
+ * convolution is exactly a GEMM with m = h*w. */
+typedef struct pd_conv_args {
+    int h, w, cin;
+    int oh, ow;
+    int kh, kw, stride, pad_t, pad_l;
+    int oy0, oy1;
+    int n0, n1;
+    const float *in;
+    const pd_packed_w *w;
+    float *out;
+    const float *res;
+    pd_act act;
+} pd_conv_args;
 
 typedef struct pd_kernels {
     pd_isa isa;             /* the level this table was built for */
@@ -100,6 +125,18 @@ typedef struct pd_kernels {
     void (*softmax_f32)(float *x, size_t ld, int rows, int cols);
     /* y[i] = act(x[i]) for i in [0, n); y may equal x. */
     void (*act_f32)(float *y, const float *x, size_t n, pd_act act);
+    /* See pd_conv_args. */
+    void (*conv2d_f32)(const pd_conv_args *args);
+    /* GroupNorm of one NHWC image x [hw, c] (dense): group g holds channels
+     * [g*c/groups, (g+1)*c/groups); mean and biased variance over hw x c/groups values;
+     * y = (x - mean) / sqrt(var + eps) * gamma[ch] + beta[ch], then SiLU when silu.
+     * Only groups [g0, g1) are computed (callers split groups across threads).
+     * y may equal x. c % groups == 0. */
+    void (*groupnorm_f32)(float *y, const float *x, int hw, int c, int groups, int g0, int g1,
+                          const float *gamma, const float *beta, float eps, bool silu);
+    /* GEGLU (diffusers GEGLU, exact-erf GELU): for r < rows, j < cols:
+     * y[r * ldy + j] = x[r * ldx + j] * gelu(x[r * ldx + cols + j]). y may equal x. */
+    void (*geglu_f32)(float *y, size_t ldy, const float *x, size_t ldx, int rows, int cols);
 } pd_kernels;
 
 /* Fills kt for the requested level (PD_ISA_AUTO: best available, PD_ISA env var
@@ -117,5 +154,11 @@ pd_status pd_gemm_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype
                        size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
                        pd_error *err);
 void pd_packed_w_free(pd_packed_w *w);   /* NULL-tolerant */
+
+/* Packs a PyTorch conv weight [cout, cin, kh, kw] (F32/F16/BF16, dense, possibly
+ * unaligned) and optional bias [cout] for conv2d_f32 of tables with gemm_nr == nr. */
+pd_status pd_conv_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype, int cout,
+                       int cin, int kh, int kw, const void *bias, pd_dtype bias_dtype,
+                       pd_error *err);
 
 #endif
