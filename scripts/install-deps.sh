@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and the tests need, when missing.
 set -euo pipefail
-PKGS=(build-essential cmake clang libclang-rt-14-dev gzip)
+PKGS=(build-essential cmake clang libclang-rt-14-dev gzip libpng-dev)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "phonediffusion.h"
 
 static void usage(FILE *f) {
@@ -58,7 +59,7 @@ typedef struct cli_opts {
     pd_isa isa;
 } cli_opts;
 
-static void log_stderr(pd_log_level level, const char *msg, void *user) {
+void cli_log_stderr(pd_log_level level, const char *msg, void *user) {
     (void)user;
     static const char *const names[] = {"debug", "info", "warn", "error"};
     fprintf(stderr, "[%s] %s\n", names[level], msg);
@@ -140,7 +141,7 @@ static pd_ctx *load(const cli_opts *o, pd_error *err) {
     cp.isa = o->isa;
     cp.vocab_path = o->vocab;
     cp.config_path = o->config;
-    if (o->verbose) cp.log = log_stderr;
+    if (o->verbose) cp.log = cli_log_stderr;
     pd_ctx *ctx = NULL;
     if (pd_ctx_load(o->model, &cp, &ctx, err) != PD_OK) return NULL;
     return ctx;
@@ -285,6 +286,16 @@ static int cmd_cpu(const cli_opts *o) {
     return 0;
 }
 
+int cli_parse_isa(const char *s) {
+    static const struct { const char *name; pd_isa isa; } isas[] = {
+        {"auto", PD_ISA_AUTO}, {"scalar", PD_ISA_SCALAR}, {"avx2", PD_ISA_AVX2},
+        {"avx512", PD_ISA_AVX512}, {"amx", PD_ISA_AMX}, {"neon", PD_ISA_NEON},
+    };
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++)
+        if (!strcmp(s, isas[i].name)) return (int)isas[i].isa;
+    return -1;
+}
+
 static bool parse_int(const char *s, int lo, int hi, int *out) {
     char *end;
     errno = 0;
@@ -349,18 +360,15 @@ int main(int argc, char **argv) {
         case OPT_NO_WEIGHTS: o.no_weights = true; break;
         case OPT_DUMP: o.dump = optarg; break;
         case OPT_OVERWRITE: o.overwrite = true; break;
-        case OPT_ISA:
-            if (!strcmp(optarg, "scalar")) o.isa = PD_ISA_SCALAR;
-            else if (!strcmp(optarg, "avx2")) o.isa = PD_ISA_AVX2;
-            else if (!strcmp(optarg, "avx512")) o.isa = PD_ISA_AVX512;
-            else if (!strcmp(optarg, "amx")) o.isa = PD_ISA_AMX;
-            else if (!strcmp(optarg, "neon")) o.isa = PD_ISA_NEON;
-            else if (!strcmp(optarg, "auto")) o.isa = PD_ISA_AUTO;
-            else {
+        case OPT_ISA: {
+            int isa = cli_parse_isa(optarg);
+            if (isa < 0) {
                 fprintf(stderr, "phonediffusion: --isa must be scalar, avx2, avx512, amx, neon or auto, got '%s'\n", optarg);
                 return 2;
             }
+            o.isa = (pd_isa)isa;
             break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -93,13 +93,13 @@ typedef struct pd_attn_args {
  *                     (+ res[oy, ox, co])
  *   iy = oy * stride + ky - pad_t, ix = ox * stride + kx - pad_l; taps outside the input
  *   read as zero (so any bottom/right padding is implied by oh/ow).
- * Tensors are dense NHWC: in [h, w, cin], out and res [oh, ow, cout] with cout = w->n.
+ * Tensors are dense NHWC: in [ih, iw, cin], out and res [oh, ow, cout] with cout = w->n.
  * The weight is packed by pd_conv_pack as a GEMM weight [cout, kh*kw*cin] with k index
  * (ky * kw + kx) * cin + ci. n0 is a multiple of w->nr (or 0). res may alias out (then
  * each element is read before it is written); in must not overlap out. A 1x1 stride-1
  * convolution is exactly a GEMM with m = h*w. */
 typedef struct pd_conv_args {
-    int h, w, cin;
+    int ih, iw, cin;
     int oh, ow;
     int kh, kw, stride, pad_t, pad_l;
     int oy0, oy1;

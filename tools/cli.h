@@ -1,0 +1,21 @@
+/*
+ * cli.h - pieces shared by the `phonediffusion` subcommands.
+ */
+#ifndef PD_TOOLS_CLI_H
+#define PD_TOOLS_CLI_H
+
+#include <stdio.h>
+
+#include "phonediffusion.h"
+
+/* Log hook printing "[level] message" to stderr. */
+void cli_log_stderr(pd_log_level level, const char *msg, void *user);
+
+/* "scalar", "avx2", "avx512", "amx", "neon", "auto" -> pd_isa; -1 when unknown. */
+int cli_parse_isa(const char *s);
+
+/* `generate`: argv[first..] are its options. Returns the exit status. */
+int cli_generate(int argc, char **argv, int first);
+void cli_generate_usage(FILE *f);
+
+#endif
