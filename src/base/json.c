@@ -39,6 +39,7 @@
 #include <float.h>
 #include <limits.h>
 #include <locale.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,7 @@ typedef struct parser {
     const char *key;       /* key for the next value pushed (objects) */
     size_t key_len;
     int depth;
+    bool allow_nonfinite;  /* accept NaN, Infinity, -Infinity (Python's json output) */
     frame stack[PD_JSON_MAX_DEPTH];
 } parser;
 
@@ -434,6 +436,21 @@ static pd_status parse_scalar(parser *p) {
         if (st != PD_OK) return st;
         return push_node(p, &node);
     }
+    if (p->allow_nonfinite) {
+        static const struct { const char *word; double value; } nonfinite[] = {
+            {"NaN", NAN}, {"Infinity", INFINITY}, {"-Infinity", -INFINITY}};
+        for (size_t i = 0; i < sizeof nonfinite / sizeof nonfinite[0]; i++) {
+            size_t n = strlen(nonfinite[i].word);
+            if (p->len - p->pos >= n && memcmp(p->s + p->pos, nonfinite[i].word, n) == 0) {
+                p->pos += n;
+                pd_json node = new_node(p, PD_JSON_NUMBER);
+                node.str = nonfinite[i].word;   /* never an integer: as_int64 rejects it */
+                node.len = n;
+                node.num = nonfinite[i].value;
+                return push_node(p, &node);
+            }
+        }
+    }
     if (c == '-' || is_digit(c)) return parse_number(p);
     if (c == 't') return parse_literal(p, "true", PD_JSON_TRUE);
     if (c == 'f') return parse_literal(p, "false", PD_JSON_FALSE);
@@ -567,8 +584,21 @@ static pd_status parse_document(parser *p) {
     }
 }
 
+static pd_status parse_with(const char *text, size_t len, pd_arena *arena, const pd_json **out,
+                            bool allow_nonfinite, pd_error *err);
+
 pd_status pd_json_parse(const char *text, size_t len, pd_arena *arena, const pd_json **out,
                         pd_error *err) {
+    return parse_with(text, len, arena, out, false, err);
+}
+
+pd_status pd_json_parse_config(const char *text, size_t len, pd_arena *arena,
+                               const pd_json **out, pd_error *err) {
+    return parse_with(text, len, arena, out, true, err);
+}
+
+static pd_status parse_with(const char *text, size_t len, pd_arena *arena, const pd_json **out,
+                            bool allow_nonfinite, pd_error *err) {
     if (out) *out = NULL;
     if (!arena || !out || (!text && len > 0))
         return pd_error_set(err, PD_ERR_INVALID_ARG, "pd_json_parse: NULL argument");
@@ -578,6 +608,7 @@ pd_status pd_json_parse(const char *text, size_t len, pd_arena *arena, const pd_
     p.len = len;
     p.arena = arena;
     p.err = err;
+    p.allow_nonfinite = allow_nonfinite;
     pd_status st = parse_document(&p);
     if (st != PD_OK) goto fail;
     PD_ASSERT(p.n_pending == 1 && p.depth == 0);
@@ -662,7 +693,7 @@ static bool text_to_int64(const char *s, size_t n, int64_t *out) {
 }
 
 bool pd_json_as_int64(const pd_json *v, int64_t *out) {
-    if (!v || v->type != PD_JSON_NUMBER || !v->str) return false;
+    if (!v || v->type != PD_JSON_NUMBER || !v->str || !isfinite(v->num)) return false;
     int64_t x;
     if (!text_to_int64(v->str, v->len, &x)) return false;
     if (out) *out = x;

@@ -49,6 +49,13 @@ struct pd_json {
 pd_status pd_json_parse(const char *text, size_t len, pd_arena *arena, const pd_json **out,
                         pd_error *err);
 
+/* Like pd_json_parse, but also accepts the non-finite numbers NaN, Infinity and
+ * -Infinity that Python's json module writes (diffusers saves "lambda_min_clipped":
+ * -Infinity in DPM scheduler configs). For model config files only; safetensors
+ * headers use the strict parser. */
+pd_status pd_json_parse_config(const char *text, size_t len, pd_arena *arena,
+                               const pd_json **out, pd_error *err);
+
 /* Member of an object by key (first match), or NULL (also when v is not an object). */
 const pd_json *pd_json_get(const pd_json *obj, const char *key);
 /* Element i of an array, or NULL when out of range or not an array. */

@@ -138,7 +138,7 @@ static pd_status load_json_file(pd_model_src *m, const char *path, const pd_json
     size_t len = 0;
     pd_status st = pd_file_read_all(path, MAX_CONFIG_BYTES, &text, &len, err);
     if (st != PD_OK) return st;
-    st = pd_json_parse(text, len, &m->arena, out, err);
+    st = pd_json_parse_config(text, len, &m->arena, out, err);
     free(text);
     if (st != PD_OK) {
         pd_error_prefix(err, "'%s'", path);
@@ -292,6 +292,10 @@ static pd_status open_folder(pd_model_src *m, const char *dir, pd_error *err) {
             st = open_component_folder(m, (pd_component)c, sub, err);
             if (st != PD_OK) return st;
         }
+        if (pd_path_join(path, sizeof path, dir, "scheduler/scheduler_config.json") && pd_path_is_file(path)) {
+            st = load_json_file(m, path, &m->scheduler, err);
+            if (st != PD_OK) return st;
+        }
         return PD_OK;
     }
     /* A lone component folder: config.json names the class. */
@@ -335,6 +339,8 @@ static pd_status load_side_config(pd_model_src *m, const char *path, const char 
     memcpy(m->config_path, cfg, cl);
     m->config_path[cl] = '\0';
     m->derived = pd_json_get(m->config_root, "derived");
+    const pd_json *sched = pd_json_get(m->config_root, "scheduler");
+    if (sched && sched->type == PD_JSON_OBJECT) m->scheduler = sched;
     for (int c = 0; c < PD_COMP_COUNT; c++) {
         const pd_json *sec = pd_json_get(m->config_root, COMPONENT_NAMES[c]);
         if (sec && sec->type == PD_JSON_OBJECT) m->comp[c].config = sec;

@@ -63,6 +63,8 @@ typedef struct pd_model_src {
     pd_comp_src comp[PD_COMP_COUNT];
     const pd_json *config_root;   /* the whole <model>.config.json (or --config), or NULL */
     const pd_json *derived;       /* its "derived" section, or NULL */
+    const pd_json *scheduler;     /* scheduler config: diffusers scheduler/scheduler_config.json
+                                     or the "scheduler" section of the side config; NULL */
     char config_path[512];        /* where config_root came from, or "" */
     pd_arena arena;
 } pd_model_src;

@@ -527,7 +527,33 @@ static void test_golden_vocab(void) {
     free(buf);
 }
 
+/* Config files written by Python may hold NaN/Infinity: accepted by the config parser
+ * only, never by the strict one (safetensors headers). */
+static void test_config_nonfinite(void) {
+    const char *doc = "{\"lambda_min_clipped\": -Infinity, \"a\": Infinity, \"b\": NaN, \"c\": 3}";
+    pd_arena a;
+    pd_arena_init(&a, 0);
+    const pd_json *root = NULL;
+    pd_error err = {0};
+    CHECK(pd_json_parse(doc, strlen(doc), &a, &root, &err) == PD_ERR_FORMAT);
+    CHECK(pd_json_parse_config(doc, strlen(doc), &a, &root, &err) == PD_OK);
+    if (root) {
+        double d = 0;
+        int64_t i = 0;
+        CHECK(pd_json_as_double(pd_json_get(root, "lambda_min_clipped"), &d) && isinf(d) && d < 0);
+        CHECK(pd_json_as_double(pd_json_get(root, "a"), &d) && isinf(d) && d > 0);
+        CHECK(pd_json_as_double(pd_json_get(root, "b"), &d) && isnan(d));
+        CHECK(!pd_json_as_int64(pd_json_get(root, "a"), &i));
+        CHECK(!pd_json_as_int64(pd_json_get(root, "lambda_min_clipped"), &i));
+        CHECK(pd_json_as_int64(pd_json_get(root, "c"), &i) && i == 3);
+    }
+    const char *bad = "{\"x\": -Inf}";
+    CHECK(pd_json_parse_config(bad, strlen(bad), &a, &root, &err) == PD_ERR_FORMAT);
+    pd_arena_free(&a);
+}
+
 int main(void) {
+    PD_RUN(test_config_nonfinite);
     PD_RUN(test_scalars);
     PD_RUN(test_containers);
     PD_RUN(test_string_escapes);
