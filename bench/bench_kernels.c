@@ -1,17 +1,24 @@
 /*
- * bench_kernels.c - every kernel variant (gemm.inc, attention.inc, layernorm.inc,
- * softmax.inc, act.inc) on real model shapes, with warmup and best-of-N timing.
+ * bench_kernels.c - every kernel variant (gemm.inc, conv.inc, attention.inc,
+ * layernorm.inc, softmax.inc, act.inc, groupnorm.inc, geglu.inc) on real model shapes,
+ * with warmup and best-of-N timing.
  *
- *   bench_kernels [--isa NAME] [--op gemm|attention|layernorm|softmax|act|all]
- *                 [--quick] [--threads N] [--filter SUBSTR] [--cpu-clock] [shapes.txt ...]
+ *   bench_kernels [--isa NAME] [--op gemm|conv|attention|layernorm|softmax|act|groupnorm|
+ *                 geglu|all] [--quick] [--threads N] [--filter SUBSTR] [--cpu-clock]
+ *                 [shapes.txt ...]
  *
- * GEMM shapes come from the .txt files in bench/shapes (default: PD_SOURCE_DIR/bench/shapes), one
- * per line "name M N K" (C[M, N] = A[M, K] W[N, K]^T, '#' starts a comment). Attention,
- * norm and activation shapes are the SD 1.5 / SDXL / CLIP ones listed below.
- * Reported: time of the best run, GFLOP/s (2*M*N*K per GEMM; 4*n_q*n_kv*d per head for
- * attention, visible pairs only when causal) and % of this machine's peak for that
- * ISA, measured here with a register-resident FMA loop on one core (x threads).
- * Norms and activations report GB/s (bytes read + written).
+ * GEMM and conv shapes come from the .txt files in bench/shapes (default:
+ * PD_SOURCE_DIR/bench/shapes), one per line, '#' starts a comment:
+ *   "name M N K"                       a GEMM C[M, N] = A[M, K] W[N, K]^T
+ *   "conv name H W CIN COUT K STRIDE [PAD_T PAD_L PAD_B PAD_R]"
+ *                                      a K x K conv of an H x W x CIN NHWC image
+ *                                      (padding K/2 on every side unless given)
+ * Attention, norm and activation shapes are the SD 1.5 / SDXL / CLIP ones listed below.
+ * Reported: time of the best run, GFLOP/s (2*M*N*K per GEMM; 2*OH*OW*COUT*K*K*CIN per
+ * conv, padding taps included; 4*n_q*n_kv*d per head for attention, visible pairs only
+ * when causal) and % of this machine's peak for that ISA, measured here with a
+ * register-resident FMA loop on one core (x threads). Convs split output rows across
+ * threads. Norms and activations report GB/s (bytes read + written once).
  * Not a test: no thresholds, not run by ctest.
  */
 #include <dirent.h>
@@ -24,8 +31,11 @@
 #include "base/cpu.h"
 #include "base/threadpool.h"
 #include "kernels/act/act.h"
+#include "kernels/act/geglu.h"
 #include "kernels/attention/attention.h"
+#include "kernels/conv/conv.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/norm/groupnorm.h"
 #include "kernels/norm/norm.h"
 
 #if defined(__x86_64__)
@@ -41,6 +51,25 @@
 static const struct { pd_isa isa; const char *name; void (*fn)(const pd_gemm_args *); int mr, nr; } GEMM[] = {
 #define PD_KERNEL(isa, fn, mr, nr) {isa, #fn, fn, mr, nr},
 #include "kernels/gemm/gemm.inc"
+#undef PD_KERNEL
+};
+static const struct { pd_isa isa; const char *name; void (*fn)(const pd_conv_args *); int mr, nr; } CONV[] = {
+#define PD_KERNEL(isa, fn, mr, nr) {isa, #fn, fn, mr, nr},
+#include "kernels/conv/conv.inc"
+#undef PD_KERNEL
+};
+static const struct {
+    pd_isa isa;
+    const char *name;
+    void (*fn)(float *, const float *, int, int, int, int, int, const float *, const float *, float, bool);
+} GROUPNORM[] = {
+#define PD_KERNEL(isa, fn) {isa, #fn, fn},
+#include "kernels/norm/groupnorm.inc"
+#undef PD_KERNEL
+};
+static const struct { pd_isa isa; const char *name; void (*fn)(float *, size_t, const float *, size_t, int, int); } GEGLU[] = {
+#define PD_KERNEL(isa, fn) {isa, #fn, fn},
+#include "kernels/act/geglu.inc"
 #undef PD_KERNEL
 };
 static const struct { pd_isa isa; const char *name; void (*fn)(const pd_attn_args *); } ATTN[] = {
@@ -269,6 +298,77 @@ static void bench_gemm_shape(const opts *o, const char *name, int m, int n, int 
     free(c);
 }
 
+/* ---- conv ----------------------------------------------------------------------------- */
+
+typedef struct conv_run {
+    void (*fn)(const pd_conv_args *);
+    pd_conv_args args;
+    pd_pool *pool;
+} conv_run;
+
+/* Splits output rows across the pool's threads. */
+static void conv_task(void *arg, int ith, int nth) {
+    const conv_run *r = arg;
+    pd_conv_args a = r->args;
+    a.oy0 = r->args.oh * ith / nth;
+    a.oy1 = r->args.oh * (ith + 1) / nth;
+    if (a.oy0 < a.oy1) r->fn(&a);
+}
+
+static void conv_call(void *arg) {
+    conv_run *r = arg;
+    pd_pool_run(r->pool, conv_task, r);
+}
+
+static void bench_conv_shape(const opts *o, const char *name, int h, int w, int cin, int cout, int k,
+                             int stride, const int pad[4]) {
+    const int oh = (h + pad[0] + pad[2] - k) / stride + 1, ow = (w + pad[1] + pad[3] - k) / stride + 1;
+    if (oh <= 0 || ow <= 0) return;
+    const size_t kk = (size_t)k * k * cin;
+    float *in = alloc_rand((size_t)h * w * cin), *wt = alloc_rand((size_t)cout * kk);
+    float *bias = alloc_rand((size_t)cout), *out = alloc_rand((size_t)oh * ow * cout);
+    char dims[96];
+    snprintf(dims, sizeof dims, "%dx%dx%d>%d k%ds%d", h, w, cin, cout, k, stride);
+    const double flops = 2.0 * oh * ow * cout * (double)kk;
+    for (size_t v = 0; v < PD_COUNT(CONV); v++) {
+        if (!want_isa(o, CONV[v].isa)) continue;
+        pd_packed_w pw;
+        pd_error err;
+        if (pd_conv_pack(&pw, CONV[v].nr, wt, PD_DTYPE_F32, cout, cin, k, k, bias, PD_DTYPE_F32, &err) != PD_OK) {
+            fprintf(stderr, "pack: %s\n", err.msg);
+            continue;
+        }
+        conv_run r = {CONV[v].fn,
+                      {.ih = h, .iw = w, .cin = cin, .oh = oh, .ow = ow, .kh = k, .kw = k, .stride = stride,
+                       .pad_t = pad[0], .pad_l = pad[1], .oy0 = 0, .oy1 = oh, .n0 = 0, .n1 = cout,
+                       .in = in, .w = &pw, .out = out, .act = PD_ACT_NONE},
+                      o->pool};
+        double t = time_best(conv_call, &r, o);
+        report("conv", CONV[v].name, name, dims, t, flops, CONV[v].isa, o);
+        pd_packed_w_free(&pw);
+    }
+    free(in);
+    free(wt);
+    free(bias);
+    free(out);
+}
+
+/* One "conv name H W CIN COUT K STRIDE [PAD_T PAD_L PAD_B PAD_R]" line; false if it is
+ * not a conv line. */
+static bool conv_line(const char *line, const opts *o) {
+    char name[64];
+    int h, w, cin, cout, k, stride, pad[4];
+    int n = sscanf(line, " conv %63s %d %d %d %d %d %d %d %d %d %d", name, &h, &w, &cin, &cout, &k, &stride,
+                   &pad[0], &pad[1], &pad[2], &pad[3]);
+    if (n < 7) return false;
+    if (n < 11) pad[0] = pad[1] = pad[2] = pad[3] = k / 2;
+    if (!want_op(o, "conv") || !want_shape(o, name)) return true;
+    if (h <= 0 || w <= 0 || cin <= 0 || cout <= 0 || k <= 0 || stride <= 0) return true;
+    if (o->quick && 2.0 * h * w * cout * k * k * (double)cin / (stride * stride) > 2e10) return true;
+    bench_conv_shape(o, name, h, w, cin, cout, k, stride, pad);
+    return true;
+}
+
 static int load_shapes(const char *path, const opts *o) {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -280,6 +380,8 @@ static int load_shapes(const char *path, const opts *o) {
     while (fgets(line, sizeof line, f)) {
         char *hash = strchr(line, '#');
         if (hash) *hash = '\0';
+        if (conv_line(line, o)) continue;
+        if (!want_op(o, "gemm")) continue;
         char name[64];
         int m, n, k;
         if (sscanf(line, "%63s %d %d %d", name, &m, &n, &k) != 4) continue;
@@ -475,12 +577,95 @@ static void bench_rows(const opts *o, int kind) {
     }
 }
 
+/* ---- group norm and GEGLU (single thread, GB/s) ---------------------------------------- */
+
+typedef struct gn_shape {
+    const char *name;
+    int hw, c, groups;
+} gn_shape;
+
+static const gn_shape GN_SHAPES[] = {
+    {"sd15_unet_64", 64 * 64, 320, 32},   {"sd15_unet_32", 32 * 32, 640, 32},
+    {"sd15_unet_16", 16 * 16, 1280, 32},  {"sd15_unet_8_cat", 8 * 8, 2560, 32},
+    {"sd15_vae_64", 64 * 64, 512, 32},    {"sd15_vae_128", 128 * 128, 512, 32},
+    {"sd15_vae_256", 256 * 256, 256, 32}, {"sd15_vae_512", 512 * 512, 128, 32},
+};
+
+typedef struct gn_run {
+    size_t v;
+    const gn_shape *sh;
+    float *x, *y, *gamma, *beta;
+    bool silu;
+} gn_run;
+
+static void gn_call(void *arg) {
+    gn_run *r = arg;
+    GROUPNORM[r->v].fn(r->y, r->x, r->sh->hw, r->sh->c, r->sh->groups, 0, r->sh->groups, r->gamma, r->beta,
+                       1e-6f, r->silu);
+}
+
+static void bench_groupnorm(const opts *o) {
+    for (size_t s = 0; s < PD_COUNT(GN_SHAPES); s++) {
+        const gn_shape *sh = &GN_SHAPES[s];
+        if (!want_shape(o, sh->name)) continue;
+        const size_t n = (size_t)sh->hw * sh->c;
+        gn_run r = {0, sh, alloc_rand(n), alloc_rand(n), alloc_rand((size_t)sh->c), alloc_rand((size_t)sh->c), false};
+        for (size_t v = 0; v < PD_COUNT(GROUPNORM); v++) {
+            if (!want_isa(o, GROUPNORM[v].isa)) continue;
+            r.v = v;
+            for (int silu = 0; silu < 2; silu++) {
+                char label[96];
+                snprintf(label, sizeof label, "%s%s", sh->name, silu ? " silu" : "");
+                r.silu = silu;
+                double t = time_best(gn_call, &r, o);
+                report_bw("groupnorm", GROUPNORM[v].name, label, sh->hw, sh->c, t, 2.0 * n * sizeof(float));
+            }
+        }
+        free(r.x);
+        free(r.y);
+        free(r.gamma);
+        free(r.beta);
+    }
+}
+
+static const row_shape GEGLU_SHAPES[] = {   /* rows x cols of the output (input 2 x cols) */
+    {"sd15_64", 4096, 1280}, {"sd15_32", 1024, 2560}, {"sd15_16", 256, 5120}, {"sdxl_32", 1024, 5120},
+};
+
+typedef struct geglu_run {
+    size_t v;
+    float *x, *y;
+    int rows, cols;
+} geglu_run;
+
+static void geglu_call(void *arg) {
+    geglu_run *r = arg;
+    GEGLU[r->v].fn(r->y, (size_t)r->cols, r->x, 2 * (size_t)r->cols, r->rows, r->cols);
+}
+
+static void bench_geglu(const opts *o) {
+    for (size_t s = 0; s < PD_COUNT(GEGLU_SHAPES); s++) {
+        const row_shape *sh = &GEGLU_SHAPES[s];
+        if (!want_shape(o, sh->name)) continue;
+        const size_t n = (size_t)sh->rows * sh->cols;
+        geglu_run r = {0, alloc_rand(2 * n), alloc_rand(n), sh->rows, sh->cols};
+        for (size_t v = 0; v < PD_COUNT(GEGLU); v++) {
+            if (!want_isa(o, GEGLU[v].isa)) continue;
+            r.v = v;
+            double t = time_best(geglu_call, &r, o);
+            report_bw("geglu", GEGLU[v].name, sh->name, sh->rows, sh->cols, t, 3.0 * n * sizeof(float));
+        }
+        free(r.x);
+        free(r.y);
+    }
+}
+
 /* ---- main ----------------------------------------------------------------------------- */
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: bench_kernels [--isa scalar|avx2|avx512|amx|neon] [--op gemm|attention|layernorm|"
-            "softmax|act|all]\n                     [--quick] [--threads N] [--filter SUBSTR] [--cpu-clock]"
+            "usage: bench_kernels [--isa scalar|avx2|avx512|amx|neon] [--op gemm|conv|attention|layernorm|"
+            "softmax|act|groupnorm|geglu|all]\n                     [--quick] [--threads N] [--filter SUBSTR] [--cpu-clock]"
             " [shapes.txt ...]\n");
 }
 
@@ -530,7 +715,7 @@ int main(int argc, char **argv) {
     }
     measure_peaks(&o);
     int rc = 0;
-    if (want_op(&o, "gemm")) {
+    if (want_op(&o, "gemm") || want_op(&o, "conv")) {
         if (n_files)
             for (int i = 0; i < n_files; i++) rc |= load_shapes(files[i], &o);
         else
@@ -541,6 +726,8 @@ int main(int argc, char **argv) {
         if (want_op(&o, "layernorm")) bench_rows(&o, 0);
         if (want_op(&o, "softmax")) bench_rows(&o, 1);
         if (want_op(&o, "act")) bench_rows(&o, 2);
+        if (want_op(&o, "groupnorm")) bench_groupnorm(&o);
+        if (want_op(&o, "geglu")) bench_geglu(&o);
     }
     pd_pool_free(o.pool);
     return rc;

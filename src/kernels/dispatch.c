@@ -12,9 +12,12 @@
 #include <stdlib.h>
 
 #include "kernels/act/act.h"
+#include "kernels/act/geglu.h"
 #include "kernels/attention/attention.h"
+#include "kernels/conv/conv.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/norm/groupnorm.h"
 #include "kernels/norm/norm.h"
 
 /* Each op's variant list, as parallel arrays: ISA, function (and GEMM name, nr). */
@@ -84,6 +87,47 @@ static void (*const ACT_FN[])(float *y, const float *x, size_t n, pd_act act) = 
 #undef PD_KERNEL
 };
 
+static const pd_isa CONV_ISA[] = {
+#define PD_KERNEL(isa, fn, mr, nr) isa,
+#include "kernels/conv/conv.inc"
+#undef PD_KERNEL
+};
+static void (*const CONV_FN[])(const pd_conv_args *args) = {
+#define PD_KERNEL(isa, fn, mr, nr) fn,
+#include "kernels/conv/conv.inc"
+#undef PD_KERNEL
+};
+static const int CONV_NR[] = {
+#define PD_KERNEL(isa, fn, mr, nr) nr,
+#include "kernels/conv/conv.inc"
+#undef PD_KERNEL
+};
+
+static const pd_isa GROUPNORM_ISA[] = {
+#define PD_KERNEL(isa, fn) isa,
+#include "kernels/norm/groupnorm.inc"
+#undef PD_KERNEL
+};
+static void (*const GROUPNORM_FN[])(float *y, const float *x, int hw, int c, int groups, int g0,
+                                    int g1, const float *gamma, const float *beta, float eps,
+                                    bool silu) = {
+#define PD_KERNEL(isa, fn) fn,
+#include "kernels/norm/groupnorm.inc"
+#undef PD_KERNEL
+};
+
+static const pd_isa GEGLU_ISA[] = {
+#define PD_KERNEL(isa, fn) isa,
+#include "kernels/act/geglu.inc"
+#undef PD_KERNEL
+};
+static void (*const GEGLU_FN[])(float *y, size_t ldy, const float *x, size_t ldx, int rows,
+                                int cols) = {
+#define PD_KERNEL(isa, fn) fn,
+#include "kernels/act/geglu.inc"
+#undef PD_KERNEL
+};
+
 /* The next level down; PD_ISA_SCALAR is the floor. */
 static pd_isa lower(pd_isa isa) {
     switch (isa) {
@@ -107,6 +151,16 @@ static size_t pick(const pd_isa *isas, size_t count, pd_isa level) {
     }
 }
 
+/* pick() restricted to conv variants that read the GEMM's panel width nr (both use the
+ * same pd_packed_w); the reference (entry 0, any nr) when none does. */
+static size_t pick_conv(pd_isa level, int nr) {
+    for (pd_isa l = level;; l = lower(l)) {
+        for (size_t i = 1; i < PD_COUNT(CONV_ISA); i++)
+            if (CONV_ISA[i] == l && CONV_NR[i] == nr) return i;
+        if (l == PD_ISA_SCALAR) return 0;
+    }
+}
+
 static void fill(pd_kernels *kt, pd_isa level) {
     size_t g = pick(GEMM_ISA, PD_COUNT(GEMM_ISA), level);
     kt->isa = level;
@@ -117,6 +171,9 @@ static void fill(pd_kernels *kt, pd_isa level) {
     kt->layernorm_f32 = LAYERNORM_FN[pick(LAYERNORM_ISA, PD_COUNT(LAYERNORM_ISA), level)];
     kt->softmax_f32 = SOFTMAX_FN[pick(SOFTMAX_ISA, PD_COUNT(SOFTMAX_ISA), level)];
     kt->act_f32 = ACT_FN[pick(ACT_ISA, PD_COUNT(ACT_ISA), level)];
+    kt->conv2d_f32 = CONV_FN[pick_conv(level, kt->gemm_nr)];
+    kt->groupnorm_f32 = GROUPNORM_FN[pick(GROUPNORM_ISA, PD_COUNT(GROUPNORM_ISA), level)];
+    kt->geglu_f32 = GEGLU_FN[pick(GEGLU_ISA, PD_COUNT(GEGLU_ISA), level)];
 }
 
 void pd_kernels_init_ref(pd_kernels *kt) { fill(kt, PD_ISA_SCALAR); }

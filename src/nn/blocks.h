@@ -57,6 +57,15 @@ void pd_groupnorm_free(pd_groupnorm *g);
 void pd_groupnorm_forward(const pd_nn *nn, const pd_groupnorm *g, float *y, const float *x,
                           int hw, bool silu);
 
+/* (addition) out [oh, ow, cout] = act(conv(silu?(GroupNorm(in [h, w, cin])))) (+ res),
+ * without a full-size normalised copy of in: statistics first, then the normalised
+ * input row band by row band as the convolution reads it. res may alias out; in must
+ * not overlap out. Scratch: pd_conv_gn_scratch_bytes (for a k x k conv, symmetric pad). */
+void pd_conv_forward_gn(const pd_nn *nn, const pd_conv *c, const pd_groupnorm *g, bool silu,
+                        const float *in, int h, int w, float *out, pd_act act, const float *res,
+                        pd_arena *scratch);
+size_t pd_conv_gn_scratch_bytes(int cin, int k, int stride, int pad, int h, int w);
+
 /* ---- resnet block ------------------------------------------------------------------
  *   h = conv1(silu(norm1(x)));  h += temb_proj(silu(temb))  (UNet only, per channel)
  *   h = conv2(silu(norm2(h)));  out = skip(x) + h           (skip = 1x1 conv when
@@ -85,8 +94,11 @@ pd_status pd_resblock_load(const pd_load_ctx *lc, const pd_kernels *kt, pd_resbl
                            int groups, float eps, pd_error *err);
 void pd_resblock_free(pd_resblock *r);
 size_t pd_resblock_scratch_bytes(const pd_resblock *r, int h, int w);
-/* out [h, w, cout] from x [h, w, cin]; temb_silu = silu(time embedding) [temb_dim] or
- * NULL. out must not overlap x. */
+/* (addition) The same from the block's dimensions alone (sizing before loading). */
+size_t pd_resblock_scratch_bytes_dims(int cin, int cout, int temb_dim, int h, int w);
+/* out [h, w, cout] from x [h, w, cin]; temb_silu = silu(time embedding) [temb_dim]
+ * (required when the block has a temb projection, else ignored). out must not overlap
+ * x, except that out == x (in place) is allowed when the block has no skip conv. */
 void pd_resblock_forward(const pd_nn *nn, const pd_resblock *r, const float *x, int h, int w,
                          const float *temb_silu, float *out, pd_arena *scratch);
 
@@ -94,5 +106,12 @@ void pd_resblock_forward(const pd_nn *nn, const pd_resblock *r, const float *x, 
 
 /* Nearest-neighbour 2x upsampling: out [2h, 2w, c] from in [h, w, c]. */
 void pd_upsample2x_nearest(const pd_nn *nn, float *out, const float *in, int h, int w, int c);
+
+/* (addition) Upsample2D: out [2h, 2w, cout] = conv(nearest2x(in [h, w, cin])) for a
+ * stride-1 conv, without the full-size upsampled tensor (built row band by row band).
+ * Scratch: pd_upsample2x_conv_scratch_bytes(cin, k, pad, h, w) (h, w of the input). */
+void pd_upsample2x_conv_forward(const pd_nn *nn, const pd_conv *c, const float *in, int h, int w,
+                                float *out, pd_arena *scratch);
+size_t pd_upsample2x_conv_scratch_bytes(int cin, int k, int pad, int h, int w);
 
 #endif

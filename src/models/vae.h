@@ -1,0 +1,141 @@
+/*
+ * vae.h - the Stable Diffusion VAE (diffusers AutoencoderKL, LDM AutoencoderKL):
+ * encoder (image -> posterior moments) and decoder (latent -> image), fp32, NHWC.
+ *
+ * Reference: diffusers models/autoencoders/autoencoder_kl.py and vae.py (Encoder,
+ * Decoder, UNetMidBlock2D), models/resnet.py, models/attention_processor.py.
+ *
+ * Sizes come from the tensors (block_out_channels, layers_per_block, latent / image
+ * channels); what shapes cannot tell comes from the component config (diffusers
+ * vae/config.json, or the "vae" section of <model>.config.json): scaling_factor,
+ * shift_factor, norm_num_groups, use_quant_conv, use_post_quant_conv,
+ * mid_block_add_attention; else the "derived" section (vae_scaling_factor,
+ * vae_groupnorm_groups); else the family's values (scaling 0.18215 for SD1/SD2,
+ * 0.13025 for SDXL; 32 groups). GroupNorm eps is 1e-6 (diffusers fixes it for the VAE).
+ *
+ * Conventions:
+ *   - pd_vae_decode takes z = latents / scaling_factor (+ shift_factor), exactly what
+ *     AutoencoderKL.decode takes (and what the golden vae_decode cases store as `z`);
+ *     pd_vae_z_from_latents makes it from the sampler's NCHW latents.
+ *   - pd_vae_encode returns the posterior moments: mean and logvar (clamped to
+ *     [-30, 20]); pd_vae_latents_from_moments does scaling * (mean + exp(logvar/2) * eps).
+ *   - Images are NHWC floats in ~[-1, 1]; pd_vae_image_to_u8 / _from_u8 convert from/to
+ *     uint8 HWC as diffusers' VaeImageProcessor does.
+ *   - One image per call; batches loop outside.
+ *
+ * Memory (pd_vae_decode_scratch_bytes / pd_vae_encode_scratch_bytes, exact upper
+ * bounds): two ping-pong activation buffers plus the largest block temporary. With the
+ * SD channels [128, 256, 512, 512] (SD1.x, SD2.x and SDXL share them):
+ *     decode 512x512 (64x64 latent):    521 MiB      encode 512x512:    297 MiB
+ *     decode 1024x1024 (128x128):      2057 MiB      encode 1024x1024: 1161 MiB
+ * (checked by test_vae; MiB = 2^20 bytes). Decode peak at 512x512: the last level's
+ * first ResNet block, x [512, 512, 256] (256 MiB) -> out [512, 512, 128] (128 MiB) with
+ * one [512, 512, 128] temporary (128 MiB) and an 8 MiB band. The nearest-2x upsampled
+ * tensors and the GroupNorm+SiLU outputs never exist at full size: upsampling and the
+ * first norm of each block are fused into the convolutions that read them.
+ */
+#ifndef PD_MODELS_VAE_H
+#define PD_MODELS_VAE_H
+
+#include <stdint.h>
+
+#include "base/arena.h"
+#include "io/keys_vae.h"
+#include "io/model.h"
+#include "nn/blocks.h"
+
+typedef struct pd_vae_config {
+    pd_vae_arch arch;       /* levels, channels, blocks, namings, switches */
+    int scale;              /* image pixels per latent pixel: 2^(n_levels - 1) */
+    int groups;             /* GroupNorm groups */
+    float eps;              /* GroupNorm eps */
+    float scaling_factor;
+    float shift_factor;     /* 0 for SD1/SD2/SDXL */
+} pd_vae_config;
+
+typedef struct pd_vae_attn {
+    int c;
+    pd_groupnorm norm;
+    pd_conv q, k, v, out;   /* 1x1 convs = linear layers [c, c] */
+} pd_vae_attn;
+
+typedef struct pd_vae_level {
+    int n_res;
+    pd_resblock res[PD_VAE_MAX_LAYERS + 1];
+    bool has_resample;      /* encoder: downsample; decoder: upsample */
+    pd_conv resample;
+} pd_vae_level;
+
+typedef struct pd_vae_coder {
+    pd_conv conv_in;
+    pd_vae_level level[PD_VAE_MAX_LEVELS];   /* diffusers order */
+    pd_resblock mid_res[2];
+    bool has_attn;
+    pd_vae_attn attn;
+    pd_groupnorm norm_out;
+    pd_conv conv_out;
+} pd_vae_coder;
+
+typedef struct pd_vae {
+    pd_vae_config cfg;
+    bool has_encoder;
+    pd_vae_coder enc, dec;
+    bool has_quant, has_post_quant;
+    pd_conv quant_conv, post_quant_conv;
+} pd_vae;
+
+/* Reads the configuration of src's VAE from tensor shapes and configs, without
+ * loading weights. */
+pd_status pd_vae_read_config(pd_vae_config *cfg, const pd_model_src *src, pd_error *err);
+
+/* Loads src's VAE (packed copies; src may be closed afterwards). */
+pd_status pd_vae_load(pd_vae *out, const pd_model_src *src, const pd_kernels *kt, pd_error *err);
+void pd_vae_free(pd_vae *m);   /* NULL-tolerant */
+
+/* Optional observer of intermediate tensors (tests, debugging): called with diffusers
+ * module names ("decoder.mid_block", "encoder.down_blocks.1", "post_quant_conv", ...)
+ * and the tensor [h, w, c] NHWC, valid during the call only. NULL: none. */
+typedef struct pd_vae_tap {
+    void (*fn)(void *user, const char *name, const float *x, int h, int w, int c);
+    void *user;
+} pd_vae_tap;
+
+/* Scratch bytes for decoding a lat_h x lat_w latent / encoding an img_h x img_w image. */
+size_t pd_vae_decode_scratch_bytes(const pd_vae_config *cfg, int lat_h, int lat_w);
+size_t pd_vae_encode_scratch_bytes(const pd_vae_config *cfg, int img_h, int img_w);
+
+/* image [lat_h*scale, lat_w*scale, out_channels] from z [lat_h, lat_w, latent_channels]
+ * (z = latents / scaling_factor + shift_factor). Fails up front (PD_ERR_OOM, naming
+ * the size) when the fixed-size scratch arena has less room than
+ * pd_vae_decode_scratch_bytes. */
+pd_status pd_vae_decode(const pd_vae *m, const pd_nn *nn, const float *z, int lat_h, int lat_w,
+                        float *image, pd_arena *scratch, const pd_vae_tap *tap, pd_error *err);
+
+/* mean, logvar [img_h/scale, img_w/scale, latent_channels] from image
+ * [img_h, img_w, in_channels] in [-1, 1]; img_h and img_w multiples of cfg->scale. */
+pd_status pd_vae_encode(const pd_vae *m, const pd_nn *nn, const float *image, int img_h,
+                        int img_w, float *mean, float *logvar, pd_arena *scratch,
+                        const pd_vae_tap *tap, pd_error *err);
+
+/* ---- layout and value conversions for the pipeline --------------------------------- */
+
+/* dst [h, w, c] from src [c, h, w], and back. */
+void pd_nchw_to_nhwc(float *dst, const float *src, int c, int h, int w);
+void pd_nhwc_to_nchw(float *dst, const float *src, int h, int w, int c);
+
+/* z [h, w, latent_channels] = latents [latent_channels, h, w] / scaling_factor + shift. */
+void pd_vae_z_from_latents(const pd_vae_config *cfg, float *z, const float *latents, int h, int w);
+
+/* latents [c, h, w] = scaling_factor * (mean + exp(0.5 * logvar) * eps - shift) with
+ * mean, logvar [h, w, c] (pd_vae_encode's outputs) and eps [c, h, w] (torch.randn
+ * order), c = latent_channels. diffusers DiagonalGaussianDistribution.sample. */
+void pd_vae_latents_from_moments(const pd_vae_config *cfg, float *latents, const float *mean,
+                                 const float *logvar, const float *eps, int h, int w);
+
+/* u8 = round_half_even(clamp(x / 2 + 0.5, 0, 1) * 255) elementwise in fp32 (diffusers
+ * postprocess + numpy round); NaN gives 0. Same element order in and out (NHWC = HWC). */
+void pd_vae_image_to_u8(uint8_t *dst, const float *src, size_t n);
+/* x = (u8 / 255) * 2 - 1 in fp32 (diffusers preprocess). */
+void pd_vae_image_from_u8(float *dst, const uint8_t *src, size_t n);
+
+#endif
