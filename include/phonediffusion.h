@@ -232,6 +232,58 @@ pd_status pd_encode_text(const pd_ctx *ctx, const pd_text_params *params, pd_con
                          pd_error *err);
 void pd_cond_free(pd_cond *cond);
 
+/* ---------------------------------------------------------------------------------
+ * Image generation (txt2img, img2img)
+ * ------------------------------------------------------------------------------- */
+
+typedef struct pd_gen_params {
+    const char *prompt;
+    const char *negative_prompt;  /* NULL or "" = none (SD1/SD2 encode "", SDXL uses zeros) */
+    int width, height;            /* multiples of 8; 0 = the family's native size */
+    int steps;                    /* sampler steps (default 20) */
+    float cfg_scale;              /* classifier-free guidance; 1 skips the uncond pass */
+    const char *sampler;          /* "euler", "euler_a" (default), "heun", "dpm++2m",
+                                     "ddim", "lcm" */
+    const char *scheduler;        /* "default" or "karras" */
+    int64_t seed;                 /* < 0: random (the seed used is in the result) */
+    int batch_count;              /* images made one after another, seeds seed, seed+1... */
+    int clip_skip;                /* 1 = last layer (A1111 convention) */
+    bool prompt_weights;          /* A1111 (word:1.2) syntax; default true */
+    /* img2img: an 8-bit RGB image [init_height][init_width][3]; NULL for txt2img. It
+     * must have the output size (width/height 0 take it from the image). */
+    const uint8_t *init_image;
+    int init_width, init_height;
+    float strength;               /* img2img denoising strength in (0, 1]; default 0.75 */
+    pd_progress_fn progress;      /* per sampler step ("denoise") and stage; false cancels */
+    void *progress_user;
+} pd_gen_params;
+
+pd_gen_params pd_gen_default_params(void);
+
+typedef struct pd_image {
+    int width, height;   /* 3 channels, 8-bit, rows top to bottom */
+    uint8_t *rgb;        /* [height][width][3] */
+    int64_t seed;
+} pd_image;
+
+typedef struct pd_timings {
+    double text_s, denoise_s, decode_s, total_s;   /* total excludes model load */
+    int unet_evals;
+} pd_timings;
+
+typedef struct pd_result {
+    int n_images;
+    pd_image *images;
+    pd_timings timings;
+} pd_result;
+
+/* Generates batch_count images. The context is only read (several threads may call
+ * this at once on one context). On cancel the partial result is discarded and the
+ * context stays usable. Free the result with pd_result_free. */
+pd_status pd_generate(const pd_ctx *ctx, const pd_gen_params *params, pd_result **out,
+                      pd_error *err);
+void pd_result_free(pd_result *r);
+
 #ifdef __cplusplus
 }
 #endif

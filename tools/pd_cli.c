@@ -25,6 +25,8 @@ static void usage(FILE *f) {
             "usage: phonediffusion <command> [options]\n"
             "\n"
             "commands:\n"
+            "  generate -m MODEL -p TEXT  make images (also: phonediffusion -m MODEL -p TEXT);\n"
+            "                             see `phonediffusion generate --help`\n"
             "  info MODEL                 show what a checkpoint (.safetensors file or diffusers\n"
             "                             folder) holds: family, layout, components, dtypes,\n"
             "                             parameters, missing/unexpected tensors\n"
@@ -311,6 +313,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "generate")) return cli_generate(argc, argv, 2);
+    if (cmd[0] == '-' && strcmp(cmd, "-h") && strcmp(cmd, "--help") && strcmp(cmd, "--version"))
+        return cli_generate(argc, argv, 1);   /* phonediffusion -m MODEL -p PROMPT ... */
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;

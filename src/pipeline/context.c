@@ -86,7 +86,18 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
         st = find_vocab(ctx, path, p->vocab_path, err);
         if (st != PD_OK) goto fail;
     }
-    int n_steps = (int)ctx->has_text1 + (int)ctx->has_text2, step = 0;
+    ctx->has_unet = ctx->src->comp[PD_COMP_UNET].present;
+    ctx->has_vae = ctx->src->comp[PD_COMP_VAE].present;
+    ctx->sched = pd_sched_config_default(ctx->family);
+    if (ctx->src->scheduler) {
+        st = pd_sched_config_from_json(&ctx->sched, ctx->src->scheduler, err);
+        if (st != PD_OK) {
+            pd_error_prefix(err, "scheduler config");
+            goto fail;
+        }
+    }
+    int n_steps = (int)ctx->has_text1 + (int)ctx->has_text2 + (int)ctx->has_unet + (int)ctx->has_vae;
+    int step = 0;
     if (!report(p, -1, n_steps, t0)) goto cancelled;
     if (ctx->has_text1) {
         st = pd_clip_load(&ctx->text1, ctx->src, PD_COMP_TEXT1, &ctx->kt, err);
@@ -95,6 +106,16 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
     }
     if (ctx->has_text2) {
         st = pd_clip_load(&ctx->text2, ctx->src, PD_COMP_TEXT2, &ctx->kt, err);
+        if (st != PD_OK) goto fail;
+        if (!report(p, step++, n_steps, t0)) goto cancelled;
+    }
+    if (ctx->has_unet) {
+        st = pd_unet_load(&ctx->unet, ctx->src, &ctx->kt, err);
+        if (st != PD_OK) goto fail;
+        if (!report(p, step++, n_steps, t0)) goto cancelled;
+    }
+    if (ctx->has_vae) {
+        st = pd_vae_load(&ctx->vae, ctx->src, &ctx->kt, err);
         if (st != PD_OK) goto fail;
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
@@ -112,6 +133,8 @@ void pd_ctx_free(pd_ctx *ctx) {
     if (!ctx) return;
     pd_clip_free(&ctx->text1);
     pd_clip_free(&ctx->text2);
+    pd_unet_free(&ctx->unet);
+    pd_vae_free(&ctx->vae);
     pd_tokenizer_free(ctx->tok);
     pd_pool_free(ctx->pool);
     pd_model_close(ctx->src);

@@ -13,6 +13,9 @@
 #include "io/model.h"
 #include "kernels/kernels.h"
 #include "models/clip.h"
+#include "models/unet.h"
+#include "models/vae.h"
+#include "sched/schedule.h"
 #include "text/clip_tokenizer.h"
 
 struct pd_ctx {
@@ -26,6 +29,10 @@ struct pd_ctx {
     bool has_text1, has_text2;
     pd_clip text1;   /* CLIP-L (SD1, SDXL) or OpenCLIP ViT-H (SD2) */
     pd_clip text2;   /* SDXL: OpenCLIP bigG */
+    bool has_unet, has_vae;
+    pd_unet unet;
+    pd_vae vae;
+    pd_sched_config sched;   /* the model's scheduler config, else the family default */
 };
 
 #endif

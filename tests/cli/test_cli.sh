@@ -75,5 +75,36 @@ expect "dump refuses overwrite" 1 "exists" -- pdbin encode -m "$M/tiny-sd15" -p 
 if [[ "$(cat "$TMP/keep.safetensors")" == "keep" ]]; then ok "existing file untouched"; else bad "existing file was modified"; fi
 expect "dump unwritable dir" 1 "cannot write" -- pdbin encode -m "$M/tiny-sd15" -p "a cat" --dump "/nonexistent-dir/x.safetensors"
 
+# generate: arguments are checked before any work; outputs never clobber.
+S15="$M/tiny-sd15.safetensors"
+expect "generate help" 0 "--init-image" -- pdbin generate --help
+expect "generate width not /8" 2 "multiples of 8" -- pdbin generate -m "$S15" -p x -W 100 -o "$TMP/a.png"
+expect "generate zero height" 2 "multiples of 8" -- pdbin generate -m "$S15" -p x -H 0 -o "$TMP/a.png"
+expect "generate huge width" 2 "multiples of 8" -- pdbin generate -m "$S15" -p x -W 100000 -o "$TMP/a.png"
+expect "generate steps 0" 2 "steps" -- pdbin generate -m "$S15" -p x --steps 0 -o "$TMP/a.png"
+expect "generate strength 0" 2 "strength" -- pdbin generate -m "$S15" -p x --strength 0 -o "$TMP/a.png"
+expect "generate strength 1.5" 2 "strength" -- pdbin generate -m "$S15" -p x --strength 1.5 -o "$TMP/a.png"
+expect "generate strength without image" 2 "init-image" -- pdbin generate -m "$S15" -p x --strength 0.5 -o "$TMP/a.png"
+expect "generate bad seed" 2 "seed" -- pdbin generate -m "$S15" -p x -s abc -o "$TMP/a.png"
+expect "generate unknown sampler" 1 "euler_a" -- pdbin generate -m "$S15" -p x --sampler foo -W 64 -H 64 --steps 1 -o "$TMP/a.png"
+expect "generate karras on ddim" 1 "karras" -- pdbin generate -m "$S15" -p x --sampler ddim --scheduler karras -W 64 -H 64 --steps 1 -o "$TMP/a.png"
+expect "generate missing init image" 1 "cannot open" -- pdbin generate -m "$S15" -p x --init-image "$TMP/nope.png" -o "$TMP/a.png"
+expect "generate init image not png" 1 "not a PNG" -- pdbin generate -m "$S15" -p x --init-image "$TMP/keep.safetensors" -o "$TMP/a.png"
+expect "generate no model" 2 "model" -- pdbin generate -p x
+expect "generate" 0 "seed 5" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 2 -s 5 -q -o "$TMP/g.png"
+expect "generate alias" 0 "seed 5" -- pdbin -m "$S15" -p "a cat" -W 64 -H 64 --steps 2 -s 5 -q -o "$TMP/g2.png"
+if cmp -s "$TMP/g.png" "$TMP/g2.png"; then ok "same seed, same image"; else bad "same seed gave different files"; fi
+expect "generate timings line" 0 "^timings: load=[0-9.]+s text=[0-9.]+s denoise=[0-9.]+s decode=[0-9.]+s total=[0-9.]+s unet_evals=4$" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 2 -s 5 -q -o "$TMP/g3.png"
+cp "$TMP/g.png" "$TMP/before.png"
+expect "generate refuses existing output" 1 "exists" -- pdbin generate -m "$S15" -p "a dog" -W 64 -H 64 --steps 2 -s 9 -o "$TMP/g.png"
+if cmp -s "$TMP/g.png" "$TMP/before.png"; then ok "existing image untouched"; else bad "existing image modified"; fi
+expect "generate --overwrite" 0 "seed 9" -- pdbin generate -m "$S15" -p "a dog" -W 64 -H 64 --steps 2 -s 9 -q --overwrite -o "$TMP/g.png"
+expect "generate batch names" 0 "b-3.png" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 1 -s 1 -q --batch-count 3 -o "$TMP/b.png"
+if [[ -f "$TMP/b.png" && -f "$TMP/b-2.png" && -f "$TMP/b-3.png" ]]; then ok "batch files"; else bad "batch files missing"; fi
+expect "generate batch %d" 0 "c_2.png" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 1 -s 1 -q --batch-count 2 -o "$TMP/c_%d.png"
+expect "generate batch refused up front" 1 "exists" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 1 --batch-count 3 -o "$TMP/b.png"
+expect "generate unwritable" 1 "cannot write" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 1 -q -o "/nonexistent-dir/x.png"
+ls "$TMP"/*.tmp-* >/dev/null 2>&1 && bad "temporary files left behind" || ok "no temporary files left"
+
 echo "$pass passed, $fail failed"
 [[ $fail -eq 0 ]]

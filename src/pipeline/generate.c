@@ -1,0 +1,405 @@
+/*
+ * generate.c - txt2img and img2img: text conditioning, the sampler loop with
+ * classifier-free guidance, VAE decode to 8-bit RGB.
+ *
+ * Order of operations and RNG draws follow diffusers' StableDiffusion(XL)Pipeline,
+ * StableDiffusion(XL)Img2ImgPipeline and LatentConsistencyModelPipeline (v0.31), so a
+ * seed gives the reference's image:
+ *   txt2img: noise = randn([1, 4, h, w]); latents = noise * init_noise_sigma
+ *   img2img: eps = randn (VAE posterior sample), init = scaling * (mean + std * eps);
+ *            noise = randn; latents = add_noise(init, noise, first kept step)
+ *   each eval: x_in = scale_model_input(latents); eps = UNet([uncond, cond]);
+ *              eps = eps_u + g * (eps_c - eps_u); latents = step(...) (ancestral draws)
+ *   image = u8(VAE.decode(latents / scaling_factor))
+ * CFG runs when guidance > 1 and the UNet has no guidance embedding (LCM: w = g - 1 is
+ * embedded instead, cond only). clip skip applies to the positive prompt only (as
+ * diffusers). SDXL: pooled text embeds and time ids [H, W, 0, 0, H, W]; an empty
+ * negative prompt gives zero conditioning (force_zeros_for_empty_prompt).
+ *
+ * Memory: one scratch arena per call sized up front for the larger of the UNet pass
+ * and the VAE pass, so running out of memory fails before any work.
+ */
+#include "pipeline/generate.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/rng.h"
+#include "sched/sampler.h"
+
+#define MAX_SIDE 8192
+
+pd_gen_params pd_gen_default_params(void) {
+    pd_gen_params p;
+    memset(&p, 0, sizeof p);
+    p.prompt = "";
+    p.steps = 20;
+    p.cfg_scale = 7.0f;
+    p.sampler = "euler_a";
+    p.scheduler = "default";
+    p.seed = -1;
+    p.batch_count = 1;
+    p.clip_skip = 1;
+    p.prompt_weights = true;
+    p.strength = 0.75f;
+    return p;
+}
+
+void pd_result_free(pd_result *r) {
+    if (!r) return;
+    for (int i = 0; i < r->n_images; i++) free(r->images[i].rgb);
+    free(r->images);
+    free(r);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A seed in [0, 2^32) from the OS (torch keeps the low 32 bits anyway). */
+static int64_t random_seed(void) {
+    uint32_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &v, sizeof v) != (ssize_t)sizeof v) v = 0;
+        close(fd);
+    }
+    if (v == 0) v = (uint32_t)time(NULL) ^ (uint32_t)clock() * 2654435761u;
+    return (int64_t)v;
+}
+
+static bool report(const pd_gen_params *p, const char *stage, int step, int n, double t0) {
+    if (!p->progress) return true;
+    pd_progress pr = {stage, step, n, now_s() - t0};
+    return p->progress(&pr, p->progress_user);
+}
+
+/* Everything one image needs, allocated once per pd_generate call. */
+typedef struct job {
+    const pd_ctx *ctx;
+    const pd_gen_params *p;
+    const pd_gen_observer *obs;
+    int width, height, lh, lw, lc;     /* image and latent sizes */
+    size_t n_lat;                      /* lc * lh * lw */
+    bool cfg, lcm_w;
+    pd_sampler_kind kind;
+    pd_sigma_schedule schedule;
+    pd_sched_plan *plan;
+    pd_sampler *sampler;
+    pd_arena scratch;
+    float *latents, *x_in, *eps, *batch_in, *context, *init, *noise;
+    float *text_embeds, *time_ids, *guidance;
+    float *image;                      /* [H, W, 3] */
+    pd_cond *cond, *uncond;
+} job;
+
+static pd_status check_params(const pd_ctx *ctx, const pd_gen_params *p, job *j, pd_error *err) {
+    if (!ctx->has_unet) return pd_error_set(err, PD_ERR_MISSING, "'%s' has no UNet", ctx->src->path);
+    if (!ctx->has_vae) return pd_error_set(err, PD_ERR_MISSING, "'%s' has no VAE", ctx->src->path);
+    if (!p->prompt) return pd_error_set(err, PD_ERR_INVALID_ARG, "no prompt given");
+    int native = ctx->family == PD_FAMILY_SDXL ? 1024 : ctx->family == PD_FAMILY_SD2 ? 768 : 512;
+    int scale = ctx->vae.cfg.scale;
+    j->width = p->width ? p->width : p->init_image ? p->init_width : native;
+    j->height = p->height ? p->height : p->init_image ? p->init_height : native;
+    if (j->width <= 0 || j->height <= 0 || j->width > MAX_SIDE || j->height > MAX_SIDE ||
+        j->width % scale || j->height % scale)
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "size %dx%d: width and height must be multiples of %d in %d..%d",
+                            j->width, j->height, scale, scale, MAX_SIDE);
+    if (p->steps < 1 || p->steps > 1000)
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "steps %d outside 1..1000", p->steps);
+    if (!(p->cfg_scale >= 0.0f && p->cfg_scale <= 100.0f))
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "cfg scale %g outside 0..100", (double)p->cfg_scale);
+    if (p->batch_count < 1 || p->batch_count > 1000)
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "batch count %d outside 1..1000", p->batch_count);
+    if (p->init_image) {
+        if (!(p->strength > 0.0f && p->strength <= 1.0f))
+            return pd_error_set(err, PD_ERR_INVALID_ARG, "strength %g outside (0, 1]", (double)p->strength);
+        if (p->init_width != j->width || p->init_height != j->height)
+            return pd_error_set(err, PD_ERR_INVALID_ARG, "init image is %dx%d but the output is %dx%d "
+                                "(resize it, or leave width/height unset)",
+                                p->init_width, p->init_height, j->width, j->height);
+        if (!ctx->vae.has_encoder)
+            return pd_error_set(err, PD_ERR_MISSING, "this VAE has no encoder: img2img is not possible");
+    }
+    pd_status st = pd_sampler_kind_parse(p->sampler ? p->sampler : "euler_a", &j->kind, err);
+    if (st == PD_OK) st = pd_sigma_schedule_parse(p->scheduler ? p->scheduler : "default", &j->schedule, err);
+    if (st != PD_OK) return st;
+    if (!pd_sampler_supports(j->kind, j->schedule))
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "sampler %s has no %s schedule",
+                            pd_sampler_kind_name(j->kind), pd_sigma_schedule_name(j->schedule));
+    const pd_unet_config *uc = &ctx->unet.cfg;
+    if (uc->arch.in_channels != ctx->vae.cfg.arch.latent_channels)
+        return pd_error_set(err, PD_ERR_UNSUPPORTED, "this UNet takes %d input channels (an inpainting "
+                            "model?); txt2img/img2img need %d", uc->arch.in_channels,
+                            ctx->vae.cfg.arch.latent_channels);
+    j->lc = ctx->vae.cfg.arch.latent_channels;
+    j->lh = j->height / scale;
+    j->lw = j->width / scale;
+    j->n_lat = (size_t)j->lc * (size_t)j->lh * (size_t)j->lw;
+    j->lcm_w = uc->time_cond_proj_dim > 0;
+    j->cfg = p->cfg_scale > 1.0f && !j->lcm_w;
+    return PD_OK;
+}
+
+static pd_status encode_prompts(job *j, double t0, pd_error *err) {
+    const pd_gen_params *p = j->p;
+    pd_text_params tp = pd_text_default_params();
+    tp.prompt = p->prompt;
+    tp.clip_skip = p->clip_skip;
+    tp.prompt_weights = p->prompt_weights;
+    pd_status st = pd_encode_text(j->ctx, &tp, &j->cond, err);
+    if (st != PD_OK || !j->cfg) return st;
+    tp.prompt = p->negative_prompt ? p->negative_prompt : "";
+    tp.clip_skip = 1;   /* diffusers applies clip skip to the positive prompt only */
+    tp.zero_if_empty = j->ctx->family == PD_FAMILY_SDXL;
+    (void)t0;
+    return pd_encode_text(j->ctx, &tp, &j->uncond, err);
+}
+
+static pd_status alloc_job(job *j, pd_error *err) {
+    const pd_ctx *ctx = j->ctx;
+    const pd_cond *c = j->cond, *u = j->uncond;
+    int n_ctx = c->n_tokens, batch = 1;
+    if (u) {
+        n_ctx = PD_MAX(n_ctx, u->n_tokens);
+        batch = u->n_tokens == c->n_tokens ? 2 : 1;   /* different lengths: two passes */
+    }
+    size_t unet_b = pd_unet_scratch_bytes(&ctx->unet.cfg, batch, j->lh, j->lw, n_ctx);
+    size_t dec_b = pd_vae_decode_scratch_bytes(&ctx->vae.cfg, j->lh, j->lw);
+    size_t enc_b = j->p->init_image ? pd_vae_encode_scratch_bytes(&ctx->vae.cfg, j->height, j->width) : 0;
+    size_t need = PD_MAX(unet_b, PD_MAX(dec_b, enc_b));
+    if (pd_arena_init(&j->scratch, need) != 0)
+        return pd_error_set(err, PD_ERR_OOM, "out of memory: %.0f MiB of activations are needed for %dx%d",
+                            (double)need / (1 << 20), j->width, j->height);
+    size_t n = j->n_lat;
+    int dim = c->dim;
+    j->latents = malloc(n * sizeof(float));
+    j->x_in = malloc(n * sizeof(float));
+    j->eps = malloc(2 * n * sizeof(float));
+    j->batch_in = malloc(2 * n * sizeof(float));
+    j->noise = malloc(n * sizeof(float));
+    j->init = malloc(n * sizeof(float));
+    j->context = malloc((size_t)2 * (size_t)n_ctx * (size_t)dim * sizeof(float));
+    j->image = malloc((size_t)j->width * (size_t)j->height * 3 * sizeof(float));
+    j->text_embeds = c->pooled_dim ? malloc((size_t)2 * (size_t)c->pooled_dim * sizeof(float)) : NULL;
+    j->time_ids = malloc(2 * 6 * sizeof(float));
+    j->guidance = malloc(2 * sizeof(float));
+    if (!j->latents || !j->x_in || !j->eps || !j->batch_in || !j->noise || !j->init || !j->context ||
+        !j->image || (c->pooled_dim && !j->text_embeds) || !j->time_ids || !j->guidance)
+        return pd_error_set(err, PD_ERR_OOM, "out of memory for %dx%d", j->width, j->height);
+    return PD_OK;
+}
+
+/* eps = guided noise prediction for x_in at timestep t. */
+static pd_status predict(job *j, float t, int *evals, pd_error *err) {
+    const pd_ctx *ctx = j->ctx;
+    pd_nn nn = {&ctx->kt, ctx->pool};
+    const pd_cond *c = j->cond, *u = j->uncond;
+    const size_t n = j->n_lat;
+    int dim = c->dim;
+    float hw[6] = {(float)j->height, (float)j->width, 0, 0, (float)j->height, (float)j->width};
+    /* Passes: [uncond, cond] in one batch, or separately when the contexts differ in length. */
+    const pd_cond *seq[2];
+    int n_pass_items[2], n_passes;
+    if (!u) {
+        seq[0] = c;
+        n_passes = 1;
+        n_pass_items[0] = 1;
+    } else if (u->n_tokens == c->n_tokens) {
+        seq[0] = u;
+        seq[1] = c;
+        n_passes = 1;
+        n_pass_items[0] = 2;
+    } else {
+        seq[0] = u;
+        seq[1] = c;
+        n_passes = 2;
+        n_pass_items[0] = n_pass_items[1] = 1;
+    }
+    int item = 0;
+    for (int pass = 0; pass < n_passes; pass++) {
+        int b = n_pass_items[pass];
+        const pd_cond *first = seq[item];
+        for (int k = 0; k < b; k++) {
+            const pd_cond *ck = seq[item + k];
+            memcpy(j->batch_in + (size_t)k * n, j->x_in, n * sizeof(float));
+            memcpy(j->context + (size_t)k * (size_t)first->n_tokens * (size_t)dim, ck->context,
+                   (size_t)ck->n_tokens * (size_t)dim * sizeof(float));
+            if (j->text_embeds) memcpy(j->text_embeds + (size_t)k * ck->pooled_dim, ck->pooled, (size_t)ck->pooled_dim * sizeof(float));
+            memcpy(j->time_ids + 6 * k, hw, sizeof hw);
+            j->guidance[k] = j->p->cfg_scale - 1.0f;
+        }
+        pd_unet_in in = {
+            .batch = b, .h = j->lh, .w = j->lw, .sample = j->batch_in, .timestep = t,
+            .context = j->context, .n_ctx = first->n_tokens,
+            .text_embeds = ctx->unet.cfg.adm_in_channels ? j->text_embeds : NULL,
+            .time_ids = ctx->unet.cfg.adm_in_channels ? j->time_ids : NULL,
+            .guidance_w = j->lcm_w ? j->guidance : NULL,
+        };
+        pd_status st = pd_unet_forward(&ctx->unet, &nn, &in, j->eps + (size_t)item * n, &j->scratch, err);
+        if (st != PD_OK) return st;
+        *evals += b;
+        item += b;
+    }
+    if (u) {
+        /* eps = eps_u + g * (eps_c - eps_u), as the reference computes it in fp32. */
+        const float g = j->p->cfg_scale;
+        float *eu = j->eps, *ec = j->eps + n;
+        for (size_t i = 0; i < n; i++) eu[i] = eu[i] + g * (ec[i] - eu[i]);
+    }
+    return PD_OK;
+}
+
+static pd_status init_latents(job *j, pd_rng *rng, pd_error *err) {
+    const pd_ctx *ctx = j->ctx;
+    size_t n = j->n_lat;
+    if (!j->p->init_image) {
+        pd_rng_randn(rng, j->noise, n);
+        for (size_t i = 0; i < n; i++) j->latents[i] = j->noise[i] * j->plan->init_noise_sigma;
+        return PD_OK;
+    }
+    pd_nn nn = {&ctx->kt, ctx->pool};
+    size_t px = (size_t)j->width * (size_t)j->height * 3;
+    pd_vae_image_from_u8(j->image, j->p->init_image, px);
+    size_t nl = (size_t)j->lh * (size_t)j->lw * (size_t)j->lc;
+    float *mean = malloc(nl * sizeof(float)), *logvar = malloc(nl * sizeof(float));
+    pd_status st = PD_OK;
+    if (!mean || !logvar) st = pd_error_set(err, PD_ERR_OOM, "out of memory");
+    if (st == PD_OK)
+        st = pd_vae_encode(&ctx->vae, &nn, j->image, j->height, j->width, mean, logvar, &j->scratch, NULL, err);
+    if (st == PD_OK) {
+        pd_rng_randn(rng, j->noise, n);   /* the posterior sample's eps: the first draw */
+        pd_vae_latents_from_moments(&ctx->vae.cfg, j->init, mean, logvar, j->noise, j->lh, j->lw);
+        pd_rng_randn(rng, j->noise, n);   /* then the initial noise */
+        pd_sched_add_noise(j->plan, j->plan->start, j->init, j->noise, n, j->latents);
+    }
+    free(mean);
+    free(logvar);
+    return st;
+}
+
+static pd_status run_image(job *j, int image, int64_t seed, pd_image *out, pd_timings *tm, pd_error *err) {
+    const pd_ctx *ctx = j->ctx;
+    const pd_gen_params *p = j->p;
+    pd_rng rng;
+    pd_rng_seed(&rng, (uint64_t)seed);
+    double t0 = now_s();
+    pd_status st = init_latents(j, &rng, err);
+    if (st != PD_OK) return st;
+    pd_sampler_reset(j->sampler);
+    const pd_sched_plan *plan = j->plan;
+    int n_run = plan->n_evals - plan->start;
+    if (!report(p, "denoise", -1, n_run, t0)) return pd_error_set(err, PD_ERR_CANCELLED, "cancelled");
+    for (int i = plan->start; i < plan->n_evals; i++) {
+        pd_sampler_model_input(j->sampler, i, j->latents, j->x_in);
+        st = predict(j, plan->timesteps[i], &tm->unet_evals, err);
+        if (st != PD_OK) return st;
+        pd_sampler_step(j->sampler, i, j->latents, j->eps, &rng, j->latents);
+        if (j->obs && j->obs->on_step)
+            j->obs->on_step(j->obs->user, image, i - plan->start, j->latents, j->n_lat);
+        if (!report(p, "denoise", i - plan->start, n_run, t0))
+            return pd_error_set(err, PD_ERR_CANCELLED, "cancelled at step %d of %d", i - plan->start + 1, n_run);
+    }
+    if (j->obs && j->obs->on_final) j->obs->on_final(j->obs->user, image, j->latents, j->n_lat);
+    double t1 = now_s();
+    tm->denoise_s += t1 - t0;
+
+    if (!report(p, "decode", -1, 1, t1)) return pd_error_set(err, PD_ERR_CANCELLED, "cancelled");
+    pd_nn nn = {&ctx->kt, ctx->pool};
+    pd_vae_z_from_latents(&ctx->vae.cfg, j->x_in, j->latents, j->lh, j->lw);
+    st = pd_vae_decode(&ctx->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
+    if (st != PD_OK) return st;
+    size_t px = (size_t)j->width * (size_t)j->height * 3;
+    out->rgb = malloc(px);
+    if (!out->rgb) return pd_error_set(err, PD_ERR_OOM, "out of memory for the image");
+    pd_vae_image_to_u8(out->rgb, j->image, px);
+    out->width = j->width;
+    out->height = j->height;
+    out->seed = seed;
+    tm->decode_s += now_s() - t1;
+    report(p, "decode", 0, 1, t1);
+    return PD_OK;
+}
+
+static void job_free(job *j) {
+    pd_sampler_free(j->sampler);
+    pd_sched_plan_free(j->plan);
+    pd_arena_free(&j->scratch);
+    free(j->latents);
+    free(j->x_in);
+    free(j->eps);
+    free(j->batch_in);
+    free(j->noise);
+    free(j->init);
+    free(j->context);
+    free(j->image);
+    free(j->text_embeds);
+    free(j->time_ids);
+    free(j->guidance);
+    pd_cond_free(j->cond);
+    pd_cond_free(j->uncond);
+}
+
+pd_status pd_generate_observed(const pd_ctx *ctx, const pd_gen_params *params,
+                               const pd_gen_observer *obs, pd_result **out, pd_error *err) {
+    *out = NULL;
+    if (!ctx || !params) return pd_error_set(err, PD_ERR_INVALID_ARG, "pd_generate: NULL argument");
+    double t_start = now_s();
+    job j;
+    memset(&j, 0, sizeof j);
+    j.ctx = ctx;
+    j.p = params;
+    j.obs = obs;
+    pd_result *res = NULL;
+    pd_status st = check_params(ctx, params, &j, err);
+    if (st != PD_OK) return st;
+
+    double t0 = now_s();
+    if (!report(params, "text", -1, 1, t0)) return pd_error_set(err, PD_ERR_CANCELLED, "cancelled");
+    st = encode_prompts(&j, t0, err);
+    if (st != PD_OK) goto done;
+    double t_text = now_s() - t0;
+
+    st = pd_sched_plan_new(&ctx->sched, j.kind, j.schedule, params->steps,
+                           params->init_image ? pd_sched_strength_from_float(params->strength) : 1.0,
+                           &j.plan, err);
+    if (st == PD_OK) st = pd_sampler_new(j.plan, j.n_lat, &j.sampler, err);
+    if (st == PD_OK) st = alloc_job(&j, err);
+    if (st != PD_OK) goto done;
+
+    res = calloc(1, sizeof *res);
+    if (res) res->images = calloc((size_t)params->batch_count, sizeof *res->images);
+    if (!res || !res->images) {
+        st = pd_error_set(err, PD_ERR_OOM, "out of memory");
+        goto done;
+    }
+    res->timings.text_s = t_text;
+    int64_t seed = params->seed >= 0 ? params->seed : random_seed();
+    for (int b = 0; b < params->batch_count; b++) {
+        st = run_image(&j, b, seed + b, &res->images[b], &res->timings, err);
+        if (st != PD_OK) goto done;
+        res->n_images = b + 1;
+    }
+    res->timings.total_s = now_s() - t_start;
+    *out = res;
+    res = NULL;
+done:
+    if (res) {
+        for (int b = 0; b < params->batch_count; b++) free(res->images ? res->images[b].rgb : NULL);
+        res->n_images = 0;
+    }
+    pd_result_free(res);
+    job_free(&j);
+    return st;
+}
+
+pd_status pd_generate(const pd_ctx *ctx, const pd_gen_params *params, pd_result **out,
+                      pd_error *err) {
+    return pd_generate_observed(ctx, params, NULL, out, err);
+}
