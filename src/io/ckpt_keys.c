@@ -14,6 +14,9 @@
  */
 #include "io/ckpt_keys.h"
 
+#include "io/keys_unet.h"
+#include "io/keys_vae.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +125,8 @@ static int push_name(char ***names, int *n, int *cap, const char *s) {
 
 int pd_keys_expected(const pd_model_src *m, pd_component c, char ***names) {
     *names = NULL;
+    if (c == PD_COMP_UNET) return m->comp[c].present ? pd_unet_keys_expected(m, names) : 0;
+    if (c == PD_COMP_VAE) return m->comp[c].present ? pd_vae_keys_expected(m, names) : 0;
     if (c != PD_COMP_TEXT1 && c != PD_COMP_TEXT2) return -1;
     const pd_comp_src *cs = &m->comp[c];
     if (!cs->present) return 0;

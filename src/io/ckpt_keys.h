@@ -62,8 +62,8 @@ const pd_st_tensor *pd_clip_find(const pd_model_src *m, pd_component c, pd_clip_
                                  int layer, char *name_buf, size_t name_size);
 
 /* Enumerates the expected tensor names of component c (full checkpoint names) into a
- * malloc'd array of malloc'd strings. Returns the count, or -1 when no key map exists
- * for that component yet (then nothing is allocated). */
+ * malloc'd array of malloc'd strings. Returns the count, or -1 when the component's
+ * structure cannot be read (then nothing is allocated). */
 int pd_keys_expected(const pd_model_src *m, pd_component c, char ***names);
 
 /* Tensors outside every component that a checkpoint commonly carries and the engine

@@ -50,11 +50,12 @@ static bool write_st(const char *path, const out_tensor *t, int n) {
 
 /* Copies the text-encoder tensors of tiny-sd15.safetensors into out (at most max),
  * skipping `drop`; returns the count. */
-static int copy_text_encoder(const pd_st_file *src, out_tensor *out, int max, const char *drop) {
+static int copy_prefix(const pd_st_file *src, const char *prefix, out_tensor *out, int max,
+                       const char *drop) {
     int n = 0;
     for (int i = 0; i < src->n_tensors && n < max; i++) {
         const pd_st_tensor *t = &src->tensors[i];
-        if (strncmp(t->name, "cond_stage_model.", 17) != 0) continue;
+        if (strncmp(t->name, prefix, strlen(prefix)) != 0) continue;
         if (drop && strcmp(t->name, drop) == 0) continue;
         out_tensor *o = &out[n++];
         snprintf(o->name, sizeof o->name, "%s", t->name);
@@ -65,6 +66,10 @@ static int copy_text_encoder(const pd_st_file *src, out_tensor *out, int max, co
         o->nbytes = t->nbytes;
     }
     return n;
+}
+
+static int copy_text_encoder(const pd_st_file *src, out_tensor *out, int max, const char *drop) {
+    return copy_prefix(src, "cond_stage_model.", out, max, drop);
 }
 
 static char tmpdir[64];
@@ -230,6 +235,44 @@ static void test_missing_tensor_named(void) {
     pd_st_close(src);
 }
 
+/* Missing UNet and VAE tensors are reported by name too (their key tables). */
+static void test_missing_unet_vae_tensor(void) {
+    PD_REQUIRE_GOLDEN();
+    char path[1024], out[1100];
+    pd_st_file *src = NULL;
+    pd_error err = {0};
+    if (pd_st_open(golden_model(path, sizeof path, "tiny-sd15.safetensors"), &src, &err) != PD_OK) {
+        PD_FAIL("%s", err.msg);
+        return;
+    }
+    static out_tensor t[1200];
+    const char *drop_unet = "model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_k.weight";
+    const char *drop_vae = "first_stage_model.decoder.up.1.block.2.conv2.bias";
+    int n = copy_prefix(src, "", t, 1200, drop_unet);
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(t[i].name, drop_vae) != 0) t[m++] = t[i];
+    CHECK_EQ_INT(m, src->n_tensors - 2);
+    CHECK(write_st(tmp_path(out, sizeof out, "no_unet_vae_tensor.safetensors"), t, m));
+    pd_model_info *info = NULL;
+    CHECK_EQ_INT(pd_inspect(out, &info, &err), PD_OK);
+    if (info) {
+        CHECK_EQ_INT(info->n_missing, 2);
+        CHECK_EQ_INT(info->components[0].n_missing, 1);
+        CHECK_EQ_INT(info->components[1].n_missing, 1);
+        bool saw_unet = false, saw_vae = false;
+        for (int i = 0; i < info->n_missing; i++) {
+            saw_unet |= strcmp(info->missing[i], drop_unet) == 0;
+            saw_vae |= strcmp(info->missing[i], drop_vae) == 0;
+        }
+        CHECK(saw_unet && saw_vae);
+        pd_model_info_free(info);
+    }
+    CHECK_EQ_INT(load_with_vocab(out, &err), PD_ERR_MISSING);
+    CHECK_STR_CONTAINS(err.msg, "attn2.to_k.weight");
+    pd_st_close(src);
+}
+
 /* A diffusers folder without model_index.json / config.json is refused clearly. */
 static void test_bad_folder(void) {
     pd_model_src *m = NULL;
@@ -246,6 +289,7 @@ int main(void) {
     PD_RUN(test_detect_golden);
     PD_RUN(test_inspect_golden_complete);
     PD_RUN(test_missing_tensor_named);
+    PD_RUN(test_missing_unet_vae_tensor);
     PD_RUN(test_bad_folder);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
