@@ -197,12 +197,80 @@ static void run_family(const char *prefix, const char *model) {
     for (int i = 0; i < n; i++) free(cases[i]);
 }
 
+typedef struct cancel_at {
+    int stop_after;   /* denoise steps allowed before cancelling */
+    int seen;
+} cancel_at;
+
+static bool cancel_cb(const pd_progress *p, void *user) {
+    cancel_at *c = user;
+    if (strcmp(p->stage, "denoise") != 0 || p->step < 0) return true;
+    return ++c->seen < c->stop_after;
+}
+
+/* Cancelling from the progress callback stops cleanly mid-run; the context stays usable
+ * and the next run gives the same image as an uninterrupted one. */
+static void test_cancel_and_reuse(void) {
+    PD_REQUIRE_GOLDEN();
+    char path[1024];
+    pd_ctx *ctx = NULL;
+    pd_error err = {0};
+    if (pd_ctx_load(golden_model(path, sizeof path, "tiny-sd15.safetensors"), NULL, &ctx, &err) != PD_OK) {
+        PD_FAIL("%s", err.msg);
+        return;
+    }
+    pd_gen_params gp = pd_gen_default_params();
+    gp.prompt = "a cat";
+    gp.width = gp.height = 64;
+    gp.steps = 6;
+    gp.seed = 3;
+    pd_result *a = NULL, *b = NULL, *c = NULL;
+    CHECK_EQ_INT(pd_generate(ctx, &gp, &a, &err), PD_OK);
+    cancel_at ca = {2, 0};
+    gp.progress = cancel_cb;
+    gp.progress_user = &ca;
+    CHECK_EQ_INT(pd_generate(ctx, &gp, &b, &err), PD_ERR_CANCELLED);
+    CHECK(b == NULL);
+    CHECK_EQ_INT(ca.seen, 2);
+    CHECK_STR_CONTAINS(err.msg, "cancel");
+    gp.progress = NULL;
+    CHECK_EQ_INT(pd_generate(ctx, &gp, &c, &err), PD_OK);
+    if (a && c) {
+        CHECK_EQ_INT(a->images[0].seed, 3);
+        CHECK(memcmp(a->images[0].rgb, c->images[0].rgb, 64 * 64 * 3) == 0);
+        CHECK(a->timings.unet_evals == 12);   /* 6 steps x (uncond + cond) */
+    }
+    /* Bad parameters are refused before any work. */
+    pd_gen_params bad = gp;
+    bad.width = 60;
+    CHECK_EQ_INT(pd_generate(ctx, &bad, &b, &err), PD_ERR_INVALID_ARG);
+    CHECK_STR_CONTAINS(err.msg, "multiples of 8");
+    bad = gp;
+    bad.steps = 0;
+    CHECK_EQ_INT(pd_generate(ctx, &bad, &b, &err), PD_ERR_INVALID_ARG);
+    bad = gp;
+    bad.sampler = "nope";
+    CHECK_EQ_INT(pd_generate(ctx, &bad, &b, &err), PD_ERR_INVALID_ARG);
+    bad = gp;
+    uint8_t px[8 * 8 * 3] = {0};
+    bad.init_image = px;
+    bad.init_width = bad.init_height = 8;
+    CHECK_EQ_INT(pd_generate(ctx, &bad, &b, &err), PD_ERR_INVALID_ARG);   /* size mismatch */
+    bad.width = bad.height = 0;
+    bad.strength = 1.5f;
+    CHECK_EQ_INT(pd_generate(ctx, &bad, &b, &err), PD_ERR_INVALID_ARG);
+    pd_result_free(a);
+    pd_result_free(c);
+    pd_ctx_free(ctx);
+}
+
 static void test_txt2img_sd15(void) { run_family("txt2img_", "tiny-sd15"); }
 static void test_txt2img_sdxl(void) { run_family("txt2img_", "tiny-sdxl"); }
 static void test_img2img_sd15(void) { run_family("img2img_", "tiny-sd15"); }
 static void test_img2img_sdxl(void) { run_family("img2img_", "tiny-sdxl"); }
 
 int main(void) {
+    PD_RUN(test_cancel_and_reuse);
     PD_RUN(test_txt2img_sd15);
     PD_RUN(test_txt2img_sdxl);
     PD_RUN(test_img2img_sd15);
