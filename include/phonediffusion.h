@@ -169,6 +169,9 @@ typedef struct pd_ctx_params {
                                   next to the model */
     const char *config_path;   /* model config JSON; NULL = <model>.config.json or the
                                   diffusers config.json files, else family defaults */
+    const char *unet_path;     /* a UNet to use instead of the model's own (a diffusers
+                                  unet folder or a single file holding a UNet, e.g. an
+                                  LCM-distilled UNet); NULL = the model's */
     pd_log_fn log;             /* NULL = silent */
     void *log_user;
     pd_log_level log_level;    /* minimum level passed to log */

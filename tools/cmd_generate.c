@@ -34,7 +34,7 @@
 
 typedef struct gen_opts {
     pd_gen_params gp;
-    const char *model, *vocab, *config, *output, *init_path;
+    const char *model, *vocab, *config, *output, *init_path, *unet;
     int threads;
     pd_isa isa;
     bool quiet, overwrite, verbose;
@@ -179,6 +179,7 @@ void cli_generate_usage(FILE *f) {
             "      --batch-count N                  images with seeds seed, seed+1, ...\n"
             "      --clip-skip N                    1 = last layer (default)\n"
             "      --init-image PNG --strength X    img2img (strength in (0, 1], default 0.75)\n"
+            "      --unet PATH                      use this UNet (e.g. an LCM diffusers unet folder)\n"
             "      -o, --output FILE                default output.png; %%d = image number\n"
             "      --overwrite                      replace existing output files\n"
             "      -q, --quiet                      no progress bar\n");
@@ -191,7 +192,7 @@ int cli_generate(int argc, char **argv, int first) {
     o.output = "output.png";
     o.isa = PD_ISA_AUTO;
     enum { O_STEPS = 300, O_CFG, O_SAMPLER, O_SCHED, O_BATCH, O_CLIP, O_INIT, O_STRENGTH, O_VOCAB,
-           O_CONFIG, O_OVERWRITE, O_ISA, O_NOW };
+           O_CONFIG, O_OVERWRITE, O_ISA, O_NOW, O_UNET };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, 'n'}, {"width", required_argument, 0, 'W'},
@@ -205,6 +206,7 @@ int cli_generate(int argc, char **argv, int first) {
         {"overwrite", no_argument, 0, O_OVERWRITE}, {"quiet", no_argument, 0, 'q'},
         {"verbose", no_argument, 0, 'v'}, {"isa", required_argument, 0, O_ISA},
         {"no-prompt-weights", no_argument, 0, O_NOW}, {"help", no_argument, 0, 'h'},
+        {"unet", required_argument, 0, O_UNET},
         {0, 0, 0, 0},
     };
     optind = first;
@@ -255,6 +257,7 @@ int cli_generate(int argc, char **argv, int first) {
             break;
         case O_VOCAB: o.vocab = optarg; break;
         case O_CONFIG: o.config = optarg; break;
+        case O_UNET: o.unet = optarg; break;
         case 'o': o.output = optarg; break;
         case O_OVERWRITE: o.overwrite = true; break;
         case 'q': o.quiet = true; break;
@@ -311,6 +314,7 @@ int cli_generate(int argc, char **argv, int first) {
     cp.isa = o.isa;
     cp.vocab_path = o.vocab;
     cp.config_path = o.config;
+    cp.unet_path = o.unet;
     if (o.verbose) cp.log = cli_log_stderr;
     pd_ctx *ctx = NULL;
     pd_error perr = {0};

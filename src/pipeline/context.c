@@ -86,7 +86,17 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
         st = find_vocab(ctx, path, p->vocab_path, err);
         if (st != PD_OK) goto fail;
     }
-    ctx->has_unet = ctx->src->comp[PD_COMP_UNET].present;
+    const pd_model_src *unet_from = ctx->src;
+    if (p->unet_path) {
+        st = pd_model_open(p->unet_path, NULL, &ctx->unet_src, err);
+        if (st != PD_OK) goto fail;
+        if (!ctx->unet_src->comp[PD_COMP_UNET].present) {
+            st = pd_error_set(err, PD_ERR_MISSING, "'%s' holds no UNet", p->unet_path);
+            goto fail;
+        }
+        unet_from = ctx->unet_src;
+    }
+    ctx->has_unet = unet_from->comp[PD_COMP_UNET].present;
     ctx->has_vae = ctx->src->comp[PD_COMP_VAE].present;
     ctx->sched = pd_sched_config_default(ctx->family);
     if (ctx->src->scheduler) {
@@ -110,7 +120,7 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     if (ctx->has_unet) {
-        st = pd_unet_load(&ctx->unet, ctx->src, &ctx->kt, err);
+        st = pd_unet_load(&ctx->unet, unet_from, &ctx->kt, err);
         if (st != PD_OK) goto fail;
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
@@ -138,6 +148,7 @@ void pd_ctx_free(pd_ctx *ctx) {
     pd_tokenizer_free(ctx->tok);
     pd_pool_free(ctx->pool);
     pd_model_close(ctx->src);
+    pd_model_close(ctx->unet_src);
     free(ctx);
 }
 

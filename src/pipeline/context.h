@@ -20,6 +20,7 @@
 
 struct pd_ctx {
     pd_model_src *src;
+    pd_model_src *unet_src;   /* a separate UNet (params.unet_path), or NULL */
     pd_family family;
     pd_kernels kt;
     pd_pool *pool;

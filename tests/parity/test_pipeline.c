@@ -264,6 +264,73 @@ static void test_cancel_and_reuse(void) {
     pd_ctx_free(ctx);
 }
 
+/* LatentConsistencyModelPipeline: tiny-sd15 with the LCM UNet folder in place of its
+ * UNet (guidance embedding w = g - 1, no CFG batch). */
+static void test_lcm_unet(void) {
+    PD_REQUIRE_GOLDEN();
+    char path[1024], unet[1024];
+    pd_ctx_params cp = pd_ctx_default_params();
+    cp.unet_path = golden_model(unet, sizeof unet, "tiny-sd15-lcm-unet");
+    pd_ctx *ctx = NULL;
+    pd_error err = {0};
+    if (pd_ctx_load(golden_model(path, sizeof path, "tiny-sd15"), &cp, &ctx, &err) != PD_OK) {
+        PD_FAIL("%s", err.msg);
+        return;
+    }
+    static const char *const cases[] = {"lcm_txt2img_tiny-sd15-lcm-unet_64x64_gs8_1step",
+                                        "lcm_txt2img_tiny-sd15-lcm-unet_64x64_gs8_4steps",
+                                        "lcm_txt2img_tiny-sd15-lcm-unet_64x96_gs8_4steps"};
+    for (size_t i = 0; i < PD_COUNT(cases); i++) {
+        pd_st_file *g = golden_open(cases[i]);
+        if (!g) continue;
+        pd_gen_params gp = pd_gen_default_params();
+        gp.prompt = "a photograph of an astronaut riding a horse, highly detailed";
+        gp.prompt_weights = false;
+        gp.sampler = "lcm";
+        gp.cfg_scale = 8.0f;
+        /* seed and size as the case's JSON params give them */
+        char jp[1024];
+        snprintf(jp, sizeof jp, "%s/cases/%s.json", pd_test_golden_dir(), cases[i]);
+        char *text = NULL;
+        size_t len = 0;
+        pd_arena ja;
+        pd_arena_init(&ja, 0);
+        const pd_json *root = NULL;
+        if (pd_file_read_all(jp, 1 << 24, &text, &len, &err) == PD_OK &&
+            pd_json_parse(text, len, &ja, &root, &err) == PD_OK) {
+            const pd_json *p = pd_json_get(root, "params");
+            gp.seed = pd_json_get_int(p, "seed", -1);
+            gp.steps = (int)pd_json_get_int(p, "steps", 0);
+            gp.width = (int)pd_json_get_int(p, "width", 0);
+            gp.height = (int)pd_json_get_int(p, "height", 0);
+            gp.cfg_scale = (float)pd_json_get_double(p, "guidance_scale", 0);
+        } else {
+            PD_FAIL("%s: %s", jp, err.msg);
+        }
+        free(text);
+        pd_arena_free(&ja);
+        observed o = {g, cases[i], 0, 0};
+        pd_gen_observer obs = {on_step, on_final, &o};
+        pd_result *res = NULL;
+        CHECK_EQ_INT(pd_generate_observed(ctx, &gp, &obs, &res, &err), PD_OK);
+        CHECK_MSG(o.n_steps_checked == gp.steps, "%s: %d steps compared", cases[i], o.n_steps_checked);
+        if (res) {
+            CHECK_EQ_INT(res->timings.unet_evals, gp.steps);   /* no CFG batch */
+            const pd_st_tensor *img = pd_st_find(g, "image_u8");
+            if (img && img->nbytes == (size_t)gp.width * gp.height * 3) {
+                size_t off = 0;
+                for (size_t k = 0; k < img->nbytes; k++)
+                    off += abs((int)res->images[0].rgb[k] - (int)((const uint8_t *)img->data)[k]) > 1;
+                CHECK_MSG(off * 1000 <= img->nbytes, "%s: %zu values differ by more than 1", cases[i], off);
+            }
+        }
+        fprintf(stderr, "  %s: worst step-latent error %.3g\n", cases[i], o.worst);
+        pd_result_free(res);
+        pd_st_close(g);
+    }
+    pd_ctx_free(ctx);
+}
+
 static void test_txt2img_sd15(void) { run_family("txt2img_", "tiny-sd15"); }
 static void test_txt2img_sdxl(void) { run_family("txt2img_", "tiny-sdxl"); }
 static void test_img2img_sd15(void) { run_family("img2img_", "tiny-sd15"); }
@@ -271,6 +338,7 @@ static void test_img2img_sdxl(void) { run_family("img2img_", "tiny-sdxl"); }
 
 int main(void) {
     PD_RUN(test_cancel_and_reuse);
+    PD_RUN(test_lcm_unet);
     PD_RUN(test_txt2img_sd15);
     PD_RUN(test_txt2img_sdxl);
     PD_RUN(test_img2img_sd15);
