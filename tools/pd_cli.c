@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "make_model.h"
 #include "phonediffusion.h"
 
 static void usage(FILE *f) {
@@ -33,6 +34,8 @@ static void usage(FILE *f) {
             "  tokenize -m MODEL -p TEXT  print the CLIP token ids of TEXT\n"
             "  encode -m MODEL -p TEXT    encode a prompt with the model's text encoder(s)\n"
             "  cpu                        show CPU features and the kernel level selected\n"
+            "  make-model -o FILE         write a random-weight checkpoint (sd15-tiny, sd15, sdxl);\n"
+            "                             see `phonediffusion make-model --help`\n"
             "  version                    print the version\n"
             "\n"
             "options (tokenize, encode):\n"
@@ -314,6 +317,7 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "generate")) return cli_generate(argc, argv, 2);
+    if (!strcmp(cmd, "make-model")) return cli_make_model(argc, argv, 2);
     if (cmd[0] == '-' && strcmp(cmd, "-h") && strcmp(cmd, "--help") && strcmp(cmd, "--version"))
         return cli_generate(argc, argv, 1);   /* phonediffusion -m MODEL -p PROMPT ... */
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {

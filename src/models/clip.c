@@ -67,8 +67,10 @@ static pd_status resolve_config(pd_clip_config *cfg, const pd_model_src *src, pd
 
     cfg->eps = jc ? (float)pd_json_get_double(jc, "layer_norm_eps", 1e-5) : 1e-5f;
 
-    /* pad id: OpenCLIP tokenizers pad with 0 (SD2, SDXL's second encoder), CLIP-L with EOS. */
-    int64_t pad = (c == PD_COMP_TEXT2 || src->family == PD_FAMILY_SD2) ? 0 : 49407;
+    /* pad id: OpenCLIP tokenizers pad with 0 (SD2, SDXL's second encoder), CLIP-L with
+     * EOS, which every CLIP vocabulary puts last (49407 in the real one of 49408 rows;
+     * 513 in make-model's 514-token sd15-tiny vocabulary). */
+    int64_t pad = (c == PD_COMP_TEXT2 || src->family == PD_FAMILY_SD2) ? 0 : cfg->n_vocab - 1;
     if (pd_json_as_int64(derived_get(src, c, "pad_token_id"), &v)) pad = v;
     if (pad < 0 || pad >= cfg->n_vocab)
         return pd_error_set(err, PD_ERR_FORMAT, "%s: pad token id %lld outside the vocabulary",

@@ -822,13 +822,15 @@ bool pd_tokenizer_locate(const char *model_path, char *found, size_t found_size,
         if (!pd_path_dirname(dir, sizeof dir, model_path) ||
             !pd_path_strip_ext(stem, sizeof stem, model_path))
             return false;
+        /* Model-specific places first (<stem>.vocab/, <stem>/tokenizer/), then the
+         * folder's shared ones, so a model never picks up a neighbour's vocabulary. */
         static const char *const files[] = {"vocab.json", BPE_TXT_NAME ".gz", BPE_TXT_NAME};
-        if (pd_path_join(cand[n], sizeof cand[n], dir, "tokenizer")) is_dir_cand[n++] = true;
-        for (size_t i = 0; i < PD_COUNT(files); i++)
-            if (pd_path_join(cand[n], sizeof cand[n], dir, files[i])) is_dir_cand[n++] = false;
         if ((size_t)snprintf(cand[n], sizeof cand[n], "%s.vocab", stem) < sizeof cand[n])
             is_dir_cand[n++] = true;
         if (pd_path_join(cand[n], sizeof cand[n], stem, "tokenizer")) is_dir_cand[n++] = true;
+        if (pd_path_join(cand[n], sizeof cand[n], dir, "tokenizer")) is_dir_cand[n++] = true;
+        for (size_t i = 0; i < PD_COUNT(files); i++)
+            if (pd_path_join(cand[n], sizeof cand[n], dir, files[i])) is_dir_cand[n++] = false;
     }
     for (int i = 0; i < n; i++) {
         bool ok = is_dir_cand[i] ? dir_has_vocab(cand[i]) : pd_path_is_file(cand[i]);

@@ -36,9 +36,10 @@ typedef struct pd_tokenizer pd_tokenizer;
 pd_status pd_tokenizer_load(const char *path, pd_tokenizer **out, pd_error *err);
 void pd_tokenizer_free(pd_tokenizer *tok);   /* NULL-tolerant */
 
-/* Looks for a vocabulary for the model at model_path (a single file or a diffusers
- * folder): <folder>/tokenizer/, <dir of file>/tokenizer/, <dir>/vocab.json,
- * <dir>/bpe_simple_vocab_16e6.txt[.gz], <model without .safetensors>.vocab/ ...
+/* Looks for a vocabulary for the model at model_path: for a folder, <folder>/tokenizer/
+ * then the folder itself; for a file, <stem>.vocab/, <stem>/tokenizer/ (a diffusers
+ * folder of the same name), then <dir>/tokenizer/, <dir>/vocab.json,
+ * <dir>/bpe_simple_vocab_16e6.txt[.gz] (stem = the path without .safetensors).
  * Writes the first hit into found and returns true; false when none exists. When
  * not found, fills tried (if not NULL) with a short list of the places looked at. */
 bool pd_tokenizer_locate(const char *model_path, char *found, size_t found_size,
