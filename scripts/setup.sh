@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up on a fresh Debian machine and runs the main job:
-#   installs missing Debian packages (apt-get), builds PhoneDiffusion (build/),
-#   then inspects the tiny golden model and encodes a prompt with it.
+#   installs missing Debian packages (apt-get), builds PhoneDiffusion (build/), makes a
+#   small random-weight SD 1.5-style model with the project's own tool (demo/), and
+#   generates an image from it (demo/fox.png). No download, no network.
 # Usage: scripts/setup.sh [--no-run]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,14 +14,10 @@ cmake --build build -j"$(nproc)"
 
 if [[ "${1:-}" == "--no-run" ]]; then exit 0; fi
 
-GOLDEN="${PD_GOLDEN_DIR:-../shared/golden}"
-MODEL="$GOLDEN/models/tiny-sd15.safetensors"
-if [[ ! -f "$MODEL" ]]; then
-    echo "built build/phonediffusion; no model at $MODEL to demo (set PD_GOLDEN_DIR)"
-    exit 0
-fi
+mkdir -p demo
 set -x
 build/phonediffusion cpu
-build/phonediffusion info "$MODEL"
-build/phonediffusion encode -m "$MODEL" -p "a (red fox:1.2) in snow, highly detailed"
-build/phonediffusion encode -m "$GOLDEN/models/tiny-sdxl" -p "a red fox in snow"
+[[ -f demo/sd15-tiny.safetensors ]] || build/phonediffusion make-model --arch sd15-tiny -o demo/sd15-tiny.safetensors
+build/phonediffusion info demo/sd15-tiny.safetensors
+build/phonediffusion generate -m demo/sd15-tiny.safetensors -p "a red fox in snow, (highly detailed:1.2)" \
+    -n "blurry" -W 256 -H 256 --steps 20 --sampler euler_a -s 42 -o demo/fox.png --overwrite
