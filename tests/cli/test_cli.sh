@@ -3,13 +3,9 @@
 # clear errors with non-zero exits on bad input. Args: BINARY GOLDEN_DIR
 set -uo pipefail
 BIN="$1"
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 GOLDEN="$2"
-# PD_EXEC_WRAPPER: an emulator prefix for cross builds (e.g. qemu-aarch64-static -L ...).
-pdbin() { ${PD_EXEC_WRAPPER:-} "$BIN" "$@"; }
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "[ OK ] $1"; }
-bad() { fail=$((fail + 1)); echo "[FAIL] $1"; }
 
 if [[ ! -d "$GOLDEN/models" ]]; then
     if [[ -n "${CI:-}" ]]; then echo "golden data missing at $GOLDEN"; echo "0 passed, 1 failed"; exit 1; fi
@@ -18,19 +14,6 @@ fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-# expect NAME EXPECTED_RC PATTERN -- command...
-expect() {
-    local name="$1" rc_want="$2" pattern="$3"
-    shift 4
-    local out rc
-    out=$("$@" 2>&1)
-    rc=$?
-    if [[ $rc -ne $rc_want ]]; then bad "$name: exit $rc, expected $rc_want; output: $out"; return; fi
-    if [[ -n "$pattern" ]] && ! grep -qE -- "$pattern" <<<"$out"; then
-        bad "$name: output lacks /$pattern/: $out"; return
-    fi
-    ok "$name"
-}
 
 M="$GOLDEN/models"
 expect "info single-file sd15" 0 "family: +SD1.x" -- pdbin info "$M/tiny-sd15.safetensors"
@@ -106,5 +89,4 @@ expect "generate batch refused up front" 1 "exists" -- pdbin generate -m "$S15" 
 expect "generate unwritable" 1 "cannot write" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 1 -q -o "/nonexistent-dir/x.png"
 ls "$TMP"/*.tmp-* >/dev/null 2>&1 && bad "temporary files left behind" || ok "no temporary files left"
 
-echo "$pass passed, $fail failed"
-[[ $fail -eq 0 ]]
+summary

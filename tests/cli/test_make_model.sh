@@ -6,29 +6,12 @@
 # Args: BINARY GOLDEN_DIR (the latter unused).
 set -uo pipefail
 BIN="$1"
-# PD_EXEC_WRAPPER: an emulator prefix for cross builds (e.g. qemu-aarch64-static -L ...).
-pdbin() { ${PD_EXEC_WRAPPER:-} "$BIN" "$@"; }
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "[ OK ] $1"; }
-bad() { fail=$((fail + 1)); echo "[FAIL] $1"; }
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-# expect NAME EXPECTED_RC PATTERN -- command...
-expect() {
-    local name="$1" rc_want="$2" pattern="$3"
-    shift 4
-    local out rc
-    out=$("$@" 2>&1)
-    rc=$?
-    if [[ $rc -ne $rc_want ]]; then bad "$name: exit $rc, expected $rc_want; output: $out"; return; fi
-    if [[ -n "$pattern" ]] && ! grep -qE -- "$pattern" <<<"$out"; then
-        bad "$name: output lacks /$pattern/: $out"; return
-    fi
-    ok "$name"
-}
 is_png() { [[ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" == "89504e470d0a1a0a" ]]; }
 
 M="$TMP/tiny.safetensors"
@@ -81,5 +64,4 @@ expect "not .safetensors" 2 "\.safetensors" -- pdbin make-model -o "$TMP/x.ckpt"
 expect "help" 0 "sdxl" -- pdbin make-model --help
 ls "$TMP"/*.tmp-* "$TMP"/*/tokenizer/*.tmp-* >/dev/null 2>&1 && bad "temporary files left behind" || ok "no temporary files left"
 
-echo "$pass passed, $fail failed"
-[[ $fail -eq 0 ]]
+summary
