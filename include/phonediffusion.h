@@ -172,6 +172,8 @@ typedef struct pd_ctx_params {
     const char *unet_path;     /* a UNet to use instead of the model's own (a diffusers
                                   unet folder or a single file holding a UNet, e.g. an
                                   LCM-distilled UNet); NULL = the model's */
+    bool text_only;            /* load only the tokenizer and text encoders (for
+                                  pd_tokenize / pd_encode_text; pd_generate then fails) */
     pd_log_fn log;             /* NULL = silent */
     void *log_user;
     pd_log_level log_level;    /* minimum level passed to log */

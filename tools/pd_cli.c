@@ -146,6 +146,7 @@ static pd_ctx *load(const cli_opts *o, pd_error *err) {
     cp.isa = o->isa;
     cp.vocab_path = o->vocab;
     cp.config_path = o->config;
+    cp.text_only = true;   /* tokenize and encode need only the text side */
     if (o->verbose) cp.log = cli_log_stderr;
     pd_ctx *ctx = NULL;
     if (pd_ctx_load(o->model, &cp, &ctx, err) != PD_OK) return NULL;

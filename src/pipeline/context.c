@@ -96,8 +96,9 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
         }
         unet_from = ctx->unet_src;
     }
-    ctx->has_unet = unet_from->comp[PD_COMP_UNET].present;
-    ctx->has_vae = ctx->src->comp[PD_COMP_VAE].present;
+    ctx->text_only = p->text_only;
+    ctx->has_unet = !p->text_only && unet_from->comp[PD_COMP_UNET].present;
+    ctx->has_vae = !p->text_only && ctx->src->comp[PD_COMP_VAE].present;
     ctx->sched = pd_sched_config_default(ctx->family);
     if (ctx->src->scheduler) {
         st = pd_sched_config_from_json(&ctx->sched, ctx->src->scheduler, err);

@@ -30,6 +30,7 @@ struct pd_ctx {
     bool has_text1, has_text2;
     pd_clip text1;   /* CLIP-L (SD1, SDXL) or OpenCLIP ViT-H (SD2) */
     pd_clip text2;   /* SDXL: OpenCLIP bigG */
+    bool text_only;          /* loaded with params.text_only */
     bool has_unet, has_vae;
     pd_unet unet;
     pd_vae vae;

@@ -100,6 +100,8 @@ typedef struct job {
 } job;
 
 static pd_status check_params(const pd_ctx *ctx, const pd_gen_params *p, job *j, pd_error *err) {
+    if (ctx->text_only)
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "the model was loaded with text_only: no UNet or VAE");
     if (!ctx->has_unet) return pd_error_set(err, PD_ERR_MISSING, "'%s' has no UNet", ctx->src->path);
     if (!ctx->has_vae) return pd_error_set(err, PD_ERR_MISSING, "'%s' has no VAE", ctx->src->path);
     if (!p->prompt) return pd_error_set(err, PD_ERR_INVALID_ARG, "no prompt given");

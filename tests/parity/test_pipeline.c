@@ -262,6 +262,21 @@ static void test_cancel_and_reuse(void) {
     pd_result_free(a);
     pd_result_free(c);
     pd_ctx_free(ctx);
+
+    /* A text-only context encodes prompts but refuses to generate. */
+    pd_ctx_params cp = pd_ctx_default_params();
+    cp.text_only = true;
+    CHECK_EQ_INT(pd_ctx_load(path, &cp, &ctx, &err), PD_OK);
+    if (ctx) {
+        pd_text_params tp = pd_text_default_params();
+        tp.prompt = "a cat";
+        pd_cond *cond = NULL;
+        CHECK_EQ_INT(pd_encode_text(ctx, &tp, &cond, &err), PD_OK);
+        pd_cond_free(cond);
+        CHECK_EQ_INT(pd_generate(ctx, &gp, &b, &err), PD_ERR_INVALID_ARG);
+        CHECK_STR_CONTAINS(err.msg, "text_only");
+    }
+    pd_ctx_free(ctx);
 }
 
 /* LatentConsistencyModelPipeline: tiny-sd15 with the LCM UNet folder in place of its
