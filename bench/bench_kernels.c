@@ -3,8 +3,8 @@
  * layernorm.inc, softmax.inc, act.inc, groupnorm.inc, geglu.inc) on real model shapes,
  * with warmup and best-of-N timing.
  *
- *   bench_kernels [--isa NAME] [--op gemm|conv|attention|layernorm|softmax|act|groupnorm|
- *                 geglu|all] [--quick] [--threads N] [--filter SUBSTR] [--cpu-clock]
+ *   bench_kernels [--isa NAME] [--op gemm|gemm_bf16|conv|attention|layernorm|softmax|act|
+ *                 groupnorm|geglu|all] [--quick] [--threads N] [--filter SUBSTR] [--cpu-clock]
  *                 [shapes.txt ...]
  *
  * GEMM and conv shapes come from the .txt files in bench/shapes (default:
@@ -19,6 +19,9 @@
  * when causal) and % of this machine's peak for that ISA, measured here with a
  * register-resident FMA loop on one core (x threads). Convs split output rows across
  * threads. Norms and activations report GB/s (bytes read + written once).
+ * gemm_bf16 (AMX only: gemm_bf16.h, not yet in the dispatch table) runs on the same
+ * GEMM shapes and reports % of the measured single-core AMX bf16 peak (a register-resident
+ * _tile_dpbf16ps loop, 16 x 16 x 32 x 2 FLOPs per instruction).
  * Not a test: no thresholds, not run by ctest.
  */
 #include <dirent.h>
@@ -35,6 +38,7 @@
 #include "kernels/attention/attention.h"
 #include "kernels/conv/conv.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/gemm/gemm_bf16.h"
 #include "kernels/norm/groupnorm.h"
 #include "kernels/norm/norm.h"
 
@@ -103,6 +107,7 @@ typedef struct opts {
     int isa;            /* -1: all supported */
     const char *op;     /* "all" or one op */
     const char *filter; /* substring of shape names, or NULL */
+    bool amx_asked;     /* --isa amx (o.isa then selects the AVX-512 fp32 kernels) */
     bool quick;
     int threads;
     pd_pool *pool;
@@ -201,6 +206,48 @@ __attribute__((target("avx512f"))) static double peak_avx512(void) {
 #endif
 
 static double g_peak[PD_ISA_NEON + 1];  /* single-core fp32 FLOP/s per ISA (0: unknown) */
+static double g_peak_amx_bf16;           /* single-core AMX bf16 FLOP/s (0: unknown) */
+
+#if defined(__x86_64__)
+/* 4 independent accumulator tiles fed by 2 A and 2 B tiles that stay in registers. */
+__attribute__((target("amx-tile,amx-bf16"))) static double peak_amx_bf16(void) {
+    struct {
+        uint8_t palette_id, start_row, reserved[14];
+        uint16_t colsb[16];
+        uint8_t rows[16];
+    } __attribute__((aligned(64))) cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette_id = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    static float buf[16 * 16] __attribute__((aligned(64)));
+    for (int i = 0; i < 16 * 16; i++) buf[i] = g_sink + 0.5f;
+    _tile_loadconfig(&cfg);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_loadd(4, buf, 64);
+    _tile_loadd(5, buf, 64);
+    _tile_loadd(6, buf, 64);
+    _tile_loadd(7, buf, 64);
+    const long iters = PEAK_ITERS / 8;
+    double t0 = now_s();
+    for (long it = 0; it < iters; it++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    double t = now_s() - t0;
+    _tile_stored(0, buf, 64);
+    _tile_release();
+    g_sink += buf[0];
+    return (double)iters * 4 * 16 * 16 * 32 * 2 / t;
+}
+#endif
 
 static double best_of(double (*fn)(void)) {
     double best = 0;
@@ -211,12 +258,16 @@ static double best_of(double (*fn)(void)) {
     return best;
 }
 
+static bool want_op(const opts *o, const char *op);
+
 static void measure_peaks(const opts *o) {
     g_peak[PD_ISA_SCALAR] = best_of(peak_scalar);
 #if defined(__x86_64__)
     if (pd_cpu_supports(&o->cpu, PD_ISA_AVX2)) g_peak[PD_ISA_AVX2] = best_of(peak_avx2);
     if (pd_cpu_supports(&o->cpu, PD_ISA_AVX512)) g_peak[PD_ISA_AVX512] = best_of(peak_avx512);
     g_peak[PD_ISA_AMX] = g_peak[PD_ISA_AVX512];  /* fp32 kernels of an AMX table */
+    if (pd_cpu_supports(&o->cpu, PD_ISA_AMX) && (want_op(o, "gemm_bf16")))
+        g_peak_amx_bf16 = best_of(peak_amx_bf16);
 #else
     (void)o;
 #endif
@@ -224,6 +275,7 @@ static void measure_peaks(const opts *o) {
     for (int i = PD_ISA_SCALAR; i <= PD_ISA_AVX512; i++)
         if (g_peak[i] > 0) printf(" %s %.1f GFLOP/s", pd_isa_name((pd_isa)i), g_peak[i] * 1e-9);
     printf("\n");
+    if (g_peak_amx_bf16 > 0) printf("# measured single-core AMX bf16 peak: %.1f GFLOP/s\n", g_peak_amx_bf16 * 1e-9);
 }
 
 static bool want_isa(const opts *o, pd_isa isa) {
@@ -236,14 +288,18 @@ static bool want_op(const opts *o, const char *op) { return !strcmp(o->op, "all"
 
 static bool want_shape(const opts *o, const char *name) { return !o->filter || strstr(name, o->filter); }
 
-static void report(const char *op, const char *kernel, const char *shape, const char *dims, double t,
-                   double flops, pd_isa isa, const opts *o) {
-    double peak = g_peak[isa] * o->threads;
+static void report_peak(const char *op, const char *kernel, const char *shape, const char *dims, double t,
+                        double flops, double peak) {
     printf("%-9s %-28s %-24s %-22s %9.3f ms %8.1f GFLOP/s", op, kernel, shape, dims, t * 1e3,
            flops / t * 1e-9);
     if (peak > 0) printf(" %5.1f%% peak", 100.0 * flops / t / peak);
     printf("\n");
     fflush(stdout);
+}
+
+static void report(const char *op, const char *kernel, const char *shape, const char *dims, double t,
+                   double flops, pd_isa isa, const opts *o) {
+    report_peak(op, kernel, shape, dims, t, flops, g_peak[isa] * o->threads);
 }
 
 /* ---- GEMM ----------------------------------------------------------------------------- */
@@ -271,13 +327,67 @@ static void gemm_call(void *arg) {
     pd_pool_run(r->pool, gemm_task, r);
 }
 
+/* ---- bf16 GEMM (AMX) ---------------------------------------------------------------------- */
+
+static const struct { const char *name; void (*fn)(const pd_bf16_gemm_args *); int nr; } GEMM_BF16[] = {
+#if defined(__x86_64__)
+    {"pd_bf16_gemm_32x32__amx", pd_bf16_gemm_32x32__amx, 32},
+    {"pd_bf16_gemm_32x16__amx", pd_bf16_gemm_32x16__amx, 16},
+#endif
+    {NULL, NULL, 0},   /* end (the list is empty on non-x86 builds) */
+};
+
+typedef struct bf16_run {
+    void (*fn)(const pd_bf16_gemm_args *);
+    pd_bf16_gemm_args args;
+    pd_pool *pool;
+} bf16_run;
+
+static void bf16_task(void *arg, int ith, int nth) {
+    const bf16_run *r = arg;
+    int nr = r->args.w->nr, panels = (r->args.n1 + nr - 1) / nr;
+    int p0 = panels * ith / nth, p1 = panels * (ith + 1) / nth;
+    if (p0 >= p1) return;
+    pd_bf16_gemm_args a = r->args;
+    a.n0 = p0 * nr;
+    a.n1 = p1 * nr < r->args.n1 ? p1 * nr : r->args.n1;
+    r->fn(&a);
+}
+
+static void bf16_call(void *arg) {
+    bf16_run *r = arg;
+    pd_pool_run(r->pool, bf16_task, r);
+}
+
+static void bench_gemm_bf16_shape(const opts *o, const char *name, int m, int n, int k, const float *a,
+                                  const float *w, const float *bias, float *c, const char *dims) {
+    if (!pd_cpu_supports(&o->cpu, PD_ISA_AMX) || (o->isa >= 0 && !o->amx_asked)) return;
+    for (size_t v = 0; GEMM_BF16[v].fn; v++) {
+        pd_packed_bf16 pw;
+        pd_error err;
+        if (pd_bf16_gemm_pack(&pw, GEMM_BF16[v].nr, w, PD_DTYPE_F32, (size_t)k, n, k, bias, PD_DTYPE_F32,
+                              &err) != PD_OK) {
+            fprintf(stderr, "pack: %s\n", err.msg);
+            continue;
+        }
+        bf16_run r = {GEMM_BF16[v].fn,
+                      {.m = m, .n0 = 0, .n1 = n, .a = a, .lda = (size_t)k, .w = &pw, .c = c,
+                       .ldc = (size_t)n, .act = PD_ACT_NONE},
+                      o->pool};
+        double t = time_best(bf16_call, &r, o);
+        report_peak("gemm_bf16", GEMM_BF16[v].name, name, dims, t, 2.0 * m * n * k,
+                    g_peak_amx_bf16 * o->threads);
+        pd_packed_bf16_free(&pw);
+    }
+}
+
 static void bench_gemm_shape(const opts *o, const char *name, int m, int n, int k) {
     float *a = alloc_rand((size_t)m * k), *w = alloc_rand((size_t)n * k), *bias = alloc_rand((size_t)n);
     float *c = alloc_rand((size_t)m * n);
     char dims[64];
     snprintf(dims, sizeof dims, "%dx%dx%d", m, n, k);
     for (size_t v = 0; v < PD_COUNT(GEMM); v++) {
-        if (!want_isa(o, GEMM[v].isa)) continue;
+        if (!want_op(o, "gemm") || !want_isa(o, GEMM[v].isa)) continue;
         pd_packed_w pw;
         pd_error err;
         if (pd_gemm_pack(&pw, GEMM[v].nr, w, PD_DTYPE_F32, (size_t)k, n, k, bias, PD_DTYPE_F32, &err) != PD_OK) {
@@ -292,6 +402,7 @@ static void bench_gemm_shape(const opts *o, const char *name, int m, int n, int 
         report("gemm", GEMM[v].name, name, dims, t, 2.0 * m * n * k, GEMM[v].isa, o);
         pd_packed_w_free(&pw);
     }
+    if (want_op(o, "gemm_bf16")) bench_gemm_bf16_shape(o, name, m, n, k, a, w, bias, c, dims);
     free(a);
     free(w);
     free(bias);
@@ -381,7 +492,7 @@ static int load_shapes(const char *path, const opts *o) {
         char *hash = strchr(line, '#');
         if (hash) *hash = '\0';
         if (conv_line(line, o)) continue;
-        if (!want_op(o, "gemm")) continue;
+        if (!want_op(o, "gemm") && !want_op(o, "gemm_bf16")) continue;
         char name[64];
         int m, n, k;
         if (sscanf(line, "%63s %d %d %d", name, &m, &n, &k) != 4) continue;
@@ -664,7 +775,7 @@ static void bench_geglu(const opts *o) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: bench_kernels [--isa scalar|avx2|avx512|amx|neon] [--op gemm|conv|attention|layernorm|"
+            "usage: bench_kernels [--isa scalar|avx2|avx512|amx|neon] [--op gemm|gemm_bf16|conv|attention|layernorm|"
             "softmax|act|groupnorm|geglu|all]\n                     [--quick] [--threads N] [--filter SUBSTR] [--cpu-clock]"
             " [shapes.txt ...]\n");
 }
@@ -680,6 +791,7 @@ int main(int argc, char **argv) {
                 usage();
                 return 2;
             }
+            o.amx_asked = o.isa == PD_ISA_AMX;
             if (o.isa == PD_ISA_AMX) o.isa = PD_ISA_AVX512;  /* AMX tables use the AVX-512 fp32 kernels */
         } else if (!strcmp(argv[i], "--op") && i + 1 < argc) {
             o.op = argv[++i];
@@ -715,7 +827,7 @@ int main(int argc, char **argv) {
     }
     measure_peaks(&o);
     int rc = 0;
-    if (want_op(&o, "gemm") || want_op(&o, "conv")) {
+    if (want_op(&o, "gemm") || want_op(&o, "gemm_bf16") || want_op(&o, "conv")) {
         if (n_files)
             for (int i = 0; i < n_files; i++) rc |= load_shapes(files[i], &o);
         else

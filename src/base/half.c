@@ -24,9 +24,10 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "base/error.h"
+
 #if defined(PD_ARCH_X86)
 #include "base/cpu.h"
-#include "base/error.h"
 #include "base/half_avx2.h"
 #define HAVE_AVX2_ROWS 1
 /* pd_cpu_detect runs cpuid + xgetbv once per process (pthread_once) and then copies

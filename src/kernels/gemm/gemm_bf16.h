@@ -1,0 +1,84 @@
+/*
+ * gemm_bf16.h - bf16 GEMM against weights pre-packed for AMX: the contract, the packed
+ * layout and the variants. Standalone for now (not in the dispatch table).
+ *
+ *   C[i, j] = act(sum_kk bf16(A[i, kk]) * Wb[j, kk] + bias[j]) (+ res[i, j]),
+ *   i in [0, m), j in [n0, n1),
+ *
+ * with A fp32 (rounded to bf16 inside the kernel, round-to-nearest-even like
+ * pd_f32_to_bf16), Wb the bf16 weight, fp32 products and sums, and the same fp32
+ * epilogue as the fp32 GEMM (kernels.h): + bias -> act -> + res. res may alias c (each
+ * element is read before it is written, and C is written once, after the last k);
+ * res must not alias a.
+ *
+ * Packed layout (pd_bf16_gemm_pack), the AMX "VNNI" B-tile layout:
+ *   kp = k rounded up to a multiple of 32 (one AMX k-step of 16 bf16 pairs);
+ *   panel p (nr = 16 or 32 columns) holds Wb[p*nr + c, kk] at
+ *     data[(p*kp + (kk & ~1)) * nr + 2*c + (kk & 1)],
+ *   i.e. row q = kk/2 of the panel is nr pairs (W[c, 2q], W[c, 2q+1]) = nr*4 bytes, so a
+ *   16-column B tile of k-step s is 16 rows of 64 bytes at stride nr*4 bytes.
+ *   Columns >= n and k indices >= k are zero. data is 64-byte aligned (+ 64 readable
+ *   zero bytes); bias (fp32, zero-padded to a whole panel) may be NULL.
+ * Weights are converted to bf16 with round-to-nearest-even (F32, F16) or copied
+ * exactly (BF16); the bias is widened to fp32 exactly.
+ *
+ * Every variant pd_bf16_gemm_<MR>x<NR>__<isa>:
+ *   - requires w->nr == NR, n0 % NR == 0 (or n0 == 0), 0 <= n0 <= n1 <= w->n (asserted);
+ *     the reference pd_bf16_gemm__ref reads any nr (16 or 32);
+ *   - handles any m >= 0, any k >= 1, any lda/ldc/ldres and pointer alignment; reads A
+ *     only inside its rows (masked loads), writes only C[0..m) x [n0..n1);
+ *   - never allocates; uses up to ~100 KiB of stack.
+ * AMX variants need pd_cpu_supports(PD_ISA_AMX) (amx_bf16 and the OS permission
+ * granted by pd_cpu_detect). They configure the tiles on entry and release them
+ * (_tile_release) before returning, so a thread may call anything else in between.
+ *
+ * Accuracy: the reference accumulates exact bf16 products in double; AMX accumulates
+ * in fp32 (order: pairs, then k-steps). Identical bf16 inputs, so the difference is fp32
+ * summation order only (~1e-6 of max |ref| for k <= 1000; tests use 1e-5). AMX treats
+ * bf16 denormals as zero (DAZ) and flushes denormal results; the A conversion
+ * (VCVTNE2PS2BF16) also treats fp32 denormal inputs as zero. Versus the fp32 GEMM the
+ * bf16 rounding of A and W (2^-9 relative each) dominates: ~1e-2 of max |ref|.
+ */
+#ifndef PD_KERNELS_GEMM_BF16_H
+#define PD_KERNELS_GEMM_BF16_H
+
+#include "kernels/kernels.h"
+
+typedef struct pd_packed_bf16 {
+    int n, k;
+    int kp;          /* k rounded up to a multiple of PD_BF16_KSTEP */
+    int nr;          /* panel width: 16 or 32 */
+    uint16_t *data;  /* owned, 64-byte aligned, layout above */
+    float *bias;     /* [n] fp32 or NULL; owned */
+} pd_packed_bf16;
+
+#define PD_BF16_KSTEP 32   /* bf16 elements of k per AMX tile step (64 bytes per row) */
+
+typedef struct pd_bf16_gemm_args {
+    int m;
+    int n0, n1;
+    const float *a;
+    size_t lda;
+    const pd_packed_bf16 *w;
+    float *c;
+    size_t ldc;
+    const float *res;   /* NULL: no residual */
+    size_t ldres;
+    pd_act act;
+} pd_bf16_gemm_args;
+
+/* Packs W (n x k, row stride ld_w elements, F32/F16/BF16, may be unaligned) and an
+ * optional bias (length n, F32/F16/BF16) for variants with panel width nr (16 or 32).
+ * Fails with PD_ERR_OOM or PD_ERR_INVALID_ARG (naming the problem). */
+pd_status pd_bf16_gemm_pack(pd_packed_bf16 *out, int nr, const void *w, pd_dtype w_dtype,
+                            size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
+                            pd_error *err);
+void pd_packed_bf16_free(pd_packed_bf16 *w);   /* NULL-tolerant */
+
+void pd_bf16_gemm__ref(const pd_bf16_gemm_args *args);
+/* 2x2 tiles of 16x16 fp32 (32 rows x 32 columns), nr = 32. */
+void pd_bf16_gemm_32x32__amx(const pd_bf16_gemm_args *args);
+/* 2x1 tiles (32 rows x 16 columns), nr = 16. */
+void pd_bf16_gemm_32x16__amx(const pd_bf16_gemm_args *args);
+
+#endif
