@@ -73,6 +73,11 @@ typedef struct pd_gemm_blocking {
 
 void pd_gemm_blocked(const pd_gemm_args *g, const pd_gemm_blocking *b);
 
+/* The argument checks every weight packer shares (NULL weight, shape, row stride,
+ * F32/F16/BF16 dtypes); messages start with `what`. PD_OK or PD_ERR_INVALID_ARG. */
+pd_status pd_gemm_pack_check(const char *what, const void *w, pd_dtype w_dtype, size_t ld_w,
+                             int n, int k, const void *bias, pd_dtype bias_dtype, pd_error *err);
+
 /* Panel width the scalar table packs for (the reference accepts any). */
 #define PD_GEMM_REF_NR 16
 

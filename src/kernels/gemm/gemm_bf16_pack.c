@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "base/half.h"
+#include "kernels/gemm/gemm.h"
 #include "kernels/gemm/gemm_bf16.h"
 
 /* 2^39 bf16 elements (1 TiB): no weight is that large; keeps the size math exact. */
@@ -30,28 +31,15 @@ static void *alloc_bytes(size_t bytes) {
     return p;
 }
 
-static bool dtype_ok(pd_dtype dt) {
-    return dt == PD_DTYPE_F32 || dt == PD_DTYPE_F16 || dt == PD_DTYPE_BF16;
-}
-
 pd_status pd_bf16_gemm_pack(pd_packed_bf16 *out, int nr, const void *w, pd_dtype w_dtype,
                             size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
                             pd_error *err) {
     PD_ASSERT(out);
     memset(out, 0, sizeof *out);
-    if (!w) return pd_error_set(err, PD_ERR_INVALID_ARG, "bf16 gemm pack: weight pointer is NULL");
-    if (n <= 0 || k <= 0)
-        return pd_error_set(err, PD_ERR_INVALID_ARG, "bf16 gemm pack: bad weight shape [%d, %d]", n, k);
+    pd_status st = pd_gemm_pack_check("bf16 gemm pack", w, w_dtype, ld_w, n, k, bias, bias_dtype, err);
+    if (st != PD_OK) return st;
     if (nr != 16 && nr != 32)
         return pd_error_set(err, PD_ERR_INVALID_ARG, "bf16 gemm pack: panel width nr=%d is not 16 or 32", nr);
-    if (ld_w < (size_t)k)
-        return pd_error_set(err, PD_ERR_INVALID_ARG, "bf16 gemm pack: row stride %zu < k=%d", ld_w, k);
-    if (!dtype_ok(w_dtype))
-        return pd_error_set(err, PD_ERR_INVALID_ARG, "bf16 gemm pack: weight dtype %s not F32/F16/BF16",
-                            pd_dtype_name(w_dtype));
-    if (bias && !dtype_ok(bias_dtype))
-        return pd_error_set(err, PD_ERR_INVALID_ARG, "bf16 gemm pack: bias dtype %s not F32/F16/BF16",
-                            pd_dtype_name(bias_dtype));
 
     const size_t kp = ((size_t)k + PD_BF16_KSTEP - 1) / PD_BF16_KSTEP * PD_BF16_KSTEP;
     const size_t n_panels = ((size_t)n + (size_t)nr - 1) / (size_t)nr;

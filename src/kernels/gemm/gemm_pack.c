@@ -36,24 +36,31 @@ static bool dtype_ok(pd_dtype dt) {
     return dt == PD_DTYPE_F32 || dt == PD_DTYPE_F16 || dt == PD_DTYPE_BF16;
 }
 
+pd_status pd_gemm_pack_check(const char *what, const void *w, pd_dtype w_dtype, size_t ld_w,
+                             int n, int k, const void *bias, pd_dtype bias_dtype, pd_error *err) {
+    if (!w) return pd_error_set(err, PD_ERR_INVALID_ARG, "%s: weight pointer is NULL", what);
+    if (n <= 0 || k <= 0)
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "%s: bad weight shape [%d, %d]", what, n, k);
+    if (ld_w < (size_t)k)
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "%s: row stride %zu < k=%d", what, ld_w, k);
+    if (!dtype_ok(w_dtype))
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "%s: weight dtype %s not F32/F16/BF16", what,
+                            pd_dtype_name(w_dtype));
+    if (bias && !dtype_ok(bias_dtype))
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "%s: bias dtype %s not F32/F16/BF16", what,
+                            pd_dtype_name(bias_dtype));
+    return PD_OK;
+}
+
 pd_status pd_gemm_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype,
                        size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
                        pd_error *err) {
     PD_ASSERT(out);
     memset(out, 0, sizeof *out);
-    if (!w) return pd_error_set(err, PD_ERR_INVALID_ARG, "gemm pack: weight pointer is NULL");
-    if (n <= 0 || k <= 0)
-        return pd_error_set(err, PD_ERR_INVALID_ARG, "gemm pack: bad weight shape [%d, %d]", n, k);
+    pd_status st = pd_gemm_pack_check("gemm pack", w, w_dtype, ld_w, n, k, bias, bias_dtype, err);
+    if (st != PD_OK) return st;
     if (nr <= 0 || nr > 1024)
         return pd_error_set(err, PD_ERR_INVALID_ARG, "gemm pack: bad panel width nr=%d", nr);
-    if (ld_w < (size_t)k)
-        return pd_error_set(err, PD_ERR_INVALID_ARG, "gemm pack: row stride %zu < k=%d", ld_w, k);
-    if (!dtype_ok(w_dtype))
-        return pd_error_set(err, PD_ERR_INVALID_ARG, "gemm pack: weight dtype %s not F32/F16/BF16",
-                            pd_dtype_name(w_dtype));
-    if (bias && !dtype_ok(bias_dtype))
-        return pd_error_set(err, PD_ERR_INVALID_ARG, "gemm pack: bias dtype %s not F32/F16/BF16",
-                            pd_dtype_name(bias_dtype));
 
     size_t n_panels = ((size_t)n + (size_t)nr - 1) / (size_t)nr;
     size_t n_pad = n_panels * (size_t)nr;
