@@ -329,7 +329,7 @@ static void gemm_call(void *arg) {
 
 /* ---- bf16 GEMM (AMX) ---------------------------------------------------------------------- */
 
-static const struct { const char *name; void (*fn)(const pd_bf16_gemm_args *); int nr; } GEMM_BF16[] = {
+static const struct { const char *name; void (*fn)(const pd_gemm_args *); int nr; } GEMM_BF16[] = {
 #if defined(__x86_64__)
     {"pd_bf16_gemm_32x32__amx", pd_bf16_gemm_32x32__amx, 32},
     {"pd_bf16_gemm_32x16__amx", pd_bf16_gemm_32x16__amx, 16},
@@ -338,8 +338,8 @@ static const struct { const char *name; void (*fn)(const pd_bf16_gemm_args *); i
 };
 
 typedef struct bf16_run {
-    void (*fn)(const pd_bf16_gemm_args *);
-    pd_bf16_gemm_args args;
+    void (*fn)(const pd_gemm_args *);
+    pd_gemm_args args;
     pd_pool *pool;
 } bf16_run;
 
@@ -348,7 +348,7 @@ static void bf16_task(void *arg, int ith, int nth) {
     int nr = r->args.w->nr, panels = (r->args.n1 + nr - 1) / nr;
     int p0 = panels * ith / nth, p1 = panels * (ith + 1) / nth;
     if (p0 >= p1) return;
-    pd_bf16_gemm_args a = r->args;
+    pd_gemm_args a = r->args;
     a.n0 = p0 * nr;
     a.n1 = p1 * nr < r->args.n1 ? p1 * nr : r->args.n1;
     r->fn(&a);
@@ -363,7 +363,7 @@ static void bench_gemm_bf16_shape(const opts *o, const char *name, int m, int n,
                                   const float *w, const float *bias, float *c, const char *dims) {
     if (!pd_cpu_supports(&o->cpu, PD_ISA_AMX) || (o->isa >= 0 && !o->amx_asked)) return;
     for (size_t v = 0; GEMM_BF16[v].fn; v++) {
-        pd_packed_bf16 pw;
+        pd_packed_w pw;
         pd_error err;
         if (pd_bf16_gemm_pack(&pw, GEMM_BF16[v].nr, w, PD_DTYPE_F32, (size_t)k, n, k, bias, PD_DTYPE_F32,
                               &err) != PD_OK) {
@@ -377,7 +377,7 @@ static void bench_gemm_bf16_shape(const opts *o, const char *name, int m, int n,
         double t = time_best(bf16_call, &r, o);
         report_peak("gemm_bf16", GEMM_BF16[v].name, name, dims, t, 2.0 * m * n * k,
                     g_peak_amx_bf16 * o->threads);
-        pd_packed_bf16_free(&pw);
+        pd_packed_w_free(&pw);
     }
 }
 

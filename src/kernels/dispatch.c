@@ -5,8 +5,10 @@
  * caller asks for AUTO; unknown names are ignored), lower it until the CPU and OS
  * support it (amx -> avx512 -> avx2 -> scalar, neon -> scalar), then for each op take
  * the first variant of the highest ISA at or below that level along the same chain.
- * An AMX table therefore runs the AVX-512 fp32 kernels (AMX has no fp32 kernels of
- * its own yet) but reports PD_ISA_AMX, so bf16 users can pick AMX paths by kt->isa.
+ * An fp32 AMX table therefore runs the AVX-512 fp32 kernels (AMX has no fp32 arithmetic)
+ * but reports PD_ISA_AMX. A bf16 table (pd_kernels_init_prec) is the fp32 table of the
+ * level with the GEMM and conv entries (and their packed format) replaced by the bf16
+ * pair of the level (gemm_bf16.inc).
  * The table is plain data afterwards: immutable, shareable between threads.
  */
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include "kernels/conv/conv.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/gemm/gemm_bf16.h"
 #include "kernels/norm/groupnorm.h"
 #include "kernels/norm/norm.h"
 
@@ -39,6 +42,32 @@ static const char *const GEMM_NAME[] = {
 static const int GEMM_NR[] = {
 #define PD_KERNEL(isa, fn, mr, nr) nr,
 #include "kernels/gemm/gemm.inc"
+#undef PD_KERNEL
+};
+
+static const pd_isa BF16_ISA[] = {
+#define PD_KERNEL(isa, gemm, conv, nr) isa,
+#include "kernels/gemm/gemm_bf16.inc"
+#undef PD_KERNEL
+};
+static void (*const BF16_GEMM_FN[])(const pd_gemm_args *args) = {
+#define PD_KERNEL(isa, gemm, conv, nr) gemm,
+#include "kernels/gemm/gemm_bf16.inc"
+#undef PD_KERNEL
+};
+static void (*const BF16_CONV_FN[])(const pd_conv_args *args) = {
+#define PD_KERNEL(isa, gemm, conv, nr) conv,
+#include "kernels/gemm/gemm_bf16.inc"
+#undef PD_KERNEL
+};
+static const char *const BF16_GEMM_NAME[] = {
+#define PD_KERNEL(isa, gemm, conv, nr) #gemm,
+#include "kernels/gemm/gemm_bf16.inc"
+#undef PD_KERNEL
+};
+static const int BF16_NR[] = {
+#define PD_KERNEL(isa, gemm, conv, nr) nr,
+#include "kernels/gemm/gemm_bf16.inc"
 #undef PD_KERNEL
 };
 
@@ -164,6 +193,9 @@ static size_t pick_conv(pd_isa level, int nr) {
 static void fill(pd_kernels *kt, pd_isa level) {
     size_t g = pick(GEMM_ISA, PD_COUNT(GEMM_ISA), level);
     kt->isa = level;
+    kt->prec = PD_PREC_FP32;
+    kt->wtype = PD_DTYPE_F32;
+    kt->attn_rows = PD_ATTN_ROWS_F32;
     kt->gemm_nr = GEMM_NR[g];
     kt->gemm_name = GEMM_NAME[g];
     kt->gemm_f32 = GEMM_FN[g];
@@ -176,21 +208,72 @@ static void fill(pd_kernels *kt, pd_isa level) {
     kt->geglu_f32 = GEGLU_FN[pick(GEGLU_ISA, PD_COUNT(GEGLU_ISA), level)];
 }
 
+/* The bf16 GEMM/conv pair of the level: AMX, AVX512-BF16 (avx512 level + the
+ * extension), else the references (entry 0). */
+static size_t pick_bf16(pd_isa level, const pd_cpu_features *f) {
+    pd_isa want = level == PD_ISA_AMX ? PD_ISA_AMX
+                  : level == PD_ISA_AVX512 && f->avx512bf16 ? PD_ISA_AVX512 : PD_ISA_SCALAR;
+    for (size_t i = 1; i < PD_COUNT(BF16_ISA); i++)
+        if (BF16_ISA[i] == want) return i;
+    if (want == PD_ISA_AMX && f->avx512bf16) return pick_bf16(PD_ISA_AVX512, f);
+    return 0;
+}
+
+static void fill_bf16(pd_kernels *kt, pd_isa level, const pd_cpu_features *f) {
+    fill(kt, level);
+    const size_t b = pick_bf16(level, f);
+    kt->prec = PD_PREC_BF16;
+    kt->wtype = PD_DTYPE_BF16;
+    kt->gemm_nr = BF16_NR[b];
+    kt->gemm_name = BF16_GEMM_NAME[b];
+    kt->gemm_f32 = BF16_GEMM_FN[b];
+    kt->conv2d_f32 = BF16_CONV_FN[b];
+}
+
 void pd_kernels_init_ref(pd_kernels *kt) { fill(kt, PD_ISA_SCALAR); }
 
-pd_isa pd_kernels_init_for(pd_kernels *kt, pd_isa want, const pd_cpu_features *f) {
+pd_isa pd_kernels_init_prec_for(pd_kernels *kt, pd_isa want, pd_prec prec, const pd_cpu_features *f) {
     pd_isa level = want == PD_ISA_AUTO ? pd_cpu_best_isa(f) : want;
     while (!pd_cpu_supports(f, level)) level = lower(level);
-    fill(kt, level);
+    if (prec == PD_PREC_BF16) fill_bf16(kt, level, f);
+    else fill(kt, level);
     return level;
 }
 
-pd_isa pd_kernels_init(pd_kernels *kt, pd_isa want) {
+pd_isa pd_kernels_init_for(pd_kernels *kt, pd_isa want, const pd_cpu_features *f) {
+    return pd_kernels_init_prec_for(kt, want, PD_PREC_FP32, f);
+}
+
+pd_isa pd_kernels_init_prec(pd_kernels *kt, pd_isa want, pd_prec prec) {
     if (want == PD_ISA_AUTO) {
         int env = pd_isa_from_name(getenv("PD_ISA"));
         if (env > 0) want = (pd_isa)env;
     }
     pd_cpu_features f;
     pd_cpu_detect(&f);
-    return pd_kernels_init_for(kt, want, &f);
+    return pd_kernels_init_prec_for(kt, want, prec, &f);
+}
+
+pd_isa pd_kernels_init(pd_kernels *kt, pd_isa want) { return pd_kernels_init_prec(kt, want, PD_PREC_FP32); }
+
+bool pd_kernels_have_bf16(void) {
+    pd_cpu_features f;
+    pd_cpu_detect(&f);
+    return f.avx512bf16 || (f.amx_bf16 && f.amx_granted);
+}
+
+pd_status pd_kernels_pack_gemm(const pd_kernels *kt, pd_packed_w *out, const void *w,
+                               pd_dtype w_dtype, size_t ld_w, int n, int k, const void *bias,
+                               pd_dtype bias_dtype, pd_error *err) {
+    if (kt->wtype == PD_DTYPE_BF16)
+        return pd_bf16_gemm_pack(out, kt->gemm_nr, w, w_dtype, ld_w, n, k, bias, bias_dtype, err);
+    return pd_gemm_pack(out, kt->gemm_nr, w, w_dtype, ld_w, n, k, bias, bias_dtype, err);
+}
+
+pd_status pd_kernels_pack_conv(const pd_kernels *kt, pd_packed_w *out, const void *w,
+                               pd_dtype w_dtype, int cout, int cin, int kh, int kw,
+                               const void *bias, pd_dtype bias_dtype, pd_error *err) {
+    if (kt->wtype == PD_DTYPE_BF16)
+        return pd_bf16_conv_pack(out, kt->gemm_nr, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, err);
+    return pd_conv_pack(out, kt->gemm_nr, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, err);
 }

@@ -12,4 +12,7 @@
  * neon -> scalar; PD_ISA_AUTO picks pd_cpu_best_isa(f). Returns kt->isa. */
 pd_isa pd_kernels_init_for(pd_kernels *kt, pd_isa want, const pd_cpu_features *f);
 
+/* The same with the given arithmetic (pd_kernels_init_prec). */
+pd_isa pd_kernels_init_prec_for(pd_kernels *kt, pd_isa want, pd_prec prec, const pd_cpu_features *f);
+
 #endif

@@ -35,17 +35,25 @@ typedef enum pd_act {
 
 /* ---- GEMM against pre-packed weights --------------------------------------------
  * C[i, j] = act(sum_kk A[i, kk] * W[j, kk] + bias[j]) (+ res[i, j])
- * for i in [0, m), j in [n0, n1). W is [n, k] row-major (a PyTorch Linear weight, or
- * a conv weight flattened to [out, in*kh*kw]) packed once at load:
- *   data = panels of nr columns: panel p holds W[p*nr + c, kk] at data[(p*k + kk)*nr + c],
- *   zero-filled for p*nr + c >= n.
+ * for i in [0, m), j in [n0, n1). A, C and res are fp32. W is [n, k] row-major (a
+ * PyTorch Linear weight, or a conv weight flattened to [out, in*kh*kw]) packed once at
+ * load, in the format of the kernel table that will run it (pd_kernels.wtype):
+ *   F32:  data = panels of nr columns: panel p holds W[p*nr + c, kk] at
+ *         data[(p*k + kk)*nr + c], zero-filled for p*nr + c >= n (pd_gemm_pack).
+ *   BF16: bf16 = the AMX/AVX512-BF16 "VNNI" layout of gemm/gemm_bf16.h: k padded with
+ *         zeros to kp (a multiple of 32), panel p holds W[p*nr + c, kk] at
+ *         bf16[(p*kp + (kk & ~1))*nr + 2*c + (kk & 1)] (pd_bf16_gemm_pack). Kernels
+ *         of BF16 tables round A to bf16 and accumulate in fp32.
  * n0 must be a multiple of w->nr (the caller splits columns by whole panels) or n0 == 0;
  * n1 <= w->n. res may alias c (in-place residual add) but not a. */
 typedef struct pd_packed_w {
     int n, k;
-    int nr;         /* panel width, = the gemm kernel's nr of the table that packed it */
-    float *data;    /* owned, 64-byte aligned */
-    float *bias;    /* [n] or NULL; owned */
+    int nr;          /* panel width, = the gemm kernel's nr of the table that packed it */
+    pd_dtype dtype;  /* F32 (data) or BF16 (bf16) */
+    int kp;          /* BF16: k rounded up to a multiple of 32; F32: k */
+    float *data;     /* F32 layout; owned, 64-byte aligned; NULL for BF16 */
+    uint16_t *bf16;  /* BF16 layout; owned, 64-byte aligned; NULL for F32 */
+    float *bias;     /* [n] fp32 or NULL; owned */
 } pd_packed_w;
 
 typedef struct pd_gemm_args {
@@ -86,6 +94,7 @@ typedef struct pd_attn_args {
 } pd_attn_args;
 
 #define PD_ATTN_MAX_HEAD_DIM 512   /* the SD VAE mid-block: one head of 512 */
+#define PD_ATTN_ROWS_F32 32        /* query rows per call for the fp32 kernels */
 
 /* ---- 2-D convolution (NHWC, implicit GEMM against packed weights) -----------------
  * For one image, output rows oy in [oy0, oy1), channels co in [n0, n1):
@@ -111,9 +120,18 @@ typedef struct pd_conv_args {
     pd_act act;
 } pd_conv_args;
 
+/* Arithmetic of the GEMM-shaped ops (GEMM, convolution, attention). */
+typedef enum pd_prec {
+    PD_PREC_FP32 = 0,   /* fp32 everywhere: the exact path */
+    PD_PREC_BF16        /* bf16 GEMM inputs (weights and activations), fp32 accumulation */
+} pd_prec;
+
 typedef struct pd_kernels {
     pd_isa isa;             /* the level this table was built for */
+    pd_prec prec;           /* arithmetic of gemm_f32, conv2d_f32, attention_f32 */
+    pd_dtype wtype;         /* packed weight format gemm_f32/conv2d_f32 read: F32 or BF16 */
     int gemm_nr;            /* panel width gemm_f32 expects in pd_packed_w */
+    int attn_rows;          /* query rows per attention_f32 call drivers should aim for */
     const char *gemm_name;  /* e.g. "pd_f32_gemm_4x32__avx512" */
     void (*gemm_f32)(const pd_gemm_args *args);
     void (*attention_f32)(const pd_attn_args *args);
@@ -140,23 +158,43 @@ typedef struct pd_kernels {
 } pd_kernels;
 
 /* Fills kt for the requested level (PD_ISA_AUTO: best available, PD_ISA env var
- * honoured). A level the CPU/OS does not allow falls back to the best one below it.
- * Returns the level actually used (also kt->isa). */
+ * honoured), fp32 arithmetic. A level the CPU/OS does not allow falls back to the best
+ * one below it. Returns the level actually used (also kt->isa). */
 pd_isa pd_kernels_init(pd_kernels *kt, pd_isa want);
+
+/* As pd_kernels_init with the given arithmetic. PD_PREC_BF16 picks, at the level:
+ * AMX bf16 kernels (amx), AVX512-BF16 kernels (avx512 with avx512_bf16), else the bf16
+ * scalar references for the GEMM-shaped ops (emulation: slow, for tests on machines
+ * without bf16) with the level's fp32 kernels for the rest. */
+pd_isa pd_kernels_init_prec(pd_kernels *kt, pd_isa want, pd_prec prec);
+
+/* Whether the CPU runs bf16 arithmetic natively (AVX512-BF16 or AMX-BF16). */
+bool pd_kernels_have_bf16(void);
+
+/* Packs a GEMM weight (as pd_gemm_pack) in kt's format (kt->wtype, kt->gemm_nr). */
+pd_status pd_kernels_pack_gemm(const pd_kernels *kt, pd_packed_w *out, const void *w,
+                               pd_dtype w_dtype, size_t ld_w, int n, int k, const void *bias,
+                               pd_dtype bias_dtype, pd_error *err);
+
+/* Packs a conv weight (as pd_conv_pack) in kt's format. */
+pd_status pd_kernels_pack_conv(const pd_kernels *kt, pd_packed_w *out, const void *w,
+                               pd_dtype w_dtype, int cout, int cin, int kh, int kw,
+                               const void *bias, pd_dtype bias_dtype, pd_error *err);
 
 /* The scalar reference table (the specification), for tests and benchmarks. */
 void pd_kernels_init_ref(pd_kernels *kt);
 
 /* Packs W (n x k, row-major, element stride 1, row stride ld_w elements, dtype F32, F16
- * or BF16) and an optional bias (length n, same dtype choices) for kernel tables whose
- * gemm_nr == nr. Fails with PD_ERR_OOM or PD_ERR_INVALID_ARG (naming the problem). */
+ * or BF16) and an optional bias (length n, same dtype choices) in the F32 format for
+ * kernel tables whose gemm_nr == nr. Fails with PD_ERR_OOM or PD_ERR_INVALID_ARG (naming the problem). */
 pd_status pd_gemm_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype,
                        size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
                        pd_error *err);
 void pd_packed_w_free(pd_packed_w *w);   /* NULL-tolerant */
 
 /* Packs a PyTorch conv weight [cout, cin, kh, kw] (F32/F16/BF16, dense, possibly
- * unaligned) and optional bias [cout] for conv2d_f32 of tables with gemm_nr == nr. */
+ * unaligned) and optional bias [cout] in the F32 format for conv2d_f32 of tables with
+ * gemm_nr == nr. The BF16 twins are in gemm/gemm_bf16.h. */
 pd_status pd_conv_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype, int cout,
                        int cin, int kh, int kw, const void *bias, pd_dtype bias_dtype,
                        pd_error *err);

@@ -141,7 +141,7 @@ static pd_status load_qkv_split(loader *ld, int d, pd_packed_w *out, pd_error *e
         pd_aligned_free(part);
     }
     if (st == PD_OK)
-        st = pd_gemm_pack(out, ld->kt->gemm_nr, w, PD_DTYPE_F32, (size_t)d, 3 * d, d, b,
+        st = pd_kernels_pack_gemm(ld->kt, out, w, PD_DTYPE_F32, (size_t)d, 3 * d, d, b,
                           PD_DTYPE_F32, err);
 done:
     pd_aligned_free(w);

@@ -44,7 +44,7 @@ pd_status pd_conv_load(const pd_load_ctx *lc, const pd_kernels *kt, pd_conv *out
     else st = pd_nn_check(lc, w, w_name, 4, shape4, err);
     if (st == PD_OK && b_name) st = pd_nn_check(lc, b, b_name, 1, shape1, err);
     if (st != PD_OK) return st;
-    st = pd_conv_pack(&out->w, kt->gemm_nr, w->data, w->dtype, cout, cin, k, k,
+    st = pd_kernels_pack_conv(kt, &out->w, w->data, w->dtype, cout, cin, k, k,
                       b ? b->data : NULL, b ? b->dtype : PD_DTYPE_F32, err);
     if (st != PD_OK) {
         char name[384];

@@ -71,11 +71,10 @@ void pd_nn_layernorm(const pd_nn *nn, float *y, size_t ldy, const float *x, size
     pd_pool_run(nn->pool, ln_task, &j);
 }
 
-#define ATTN_Q_BLOCK 32
-
 typedef struct attn_job {
     const pd_kernels *kt;
     const pd_attn_args *args;
+    int rows;      /* query rows per task */
     int n_qb;      /* query blocks per head */
     int n_tasks;   /* heads * n_qb */
 } attn_job;
@@ -88,16 +87,17 @@ static void attn_task(void *arg, int ith, int nth) {
         int h = t / j->n_qb, qb = t % j->n_qb;
         a.h0 = h;
         a.h1 = h + 1;
-        a.q0 = qb * ATTN_Q_BLOCK;
-        a.q1 = PD_MIN(a.q0 + ATTN_Q_BLOCK, a.n_q);
+        a.q0 = qb * j->rows;
+        a.q1 = PD_MIN(a.q0 + j->rows, a.n_q);
         j->kt->attention_f32(&a);
     }
 }
 
 void pd_nn_attention(const pd_nn *nn, const pd_attn_args *args) {
     int n_heads = args->h1;   /* caller passes h0 = 0, h1 = number of heads */
-    int n_qb = (args->n_q + ATTN_Q_BLOCK - 1) / ATTN_Q_BLOCK;
-    attn_job j = {nn->kt, args, n_qb, n_heads * n_qb};
+    const int rows = PD_MAX(1, nn->kt->attn_rows);
+    int n_qb = (args->n_q + rows - 1) / rows;
+    attn_job j = {nn->kt, args, rows, n_qb, n_heads * n_qb};
     if (j.n_tasks <= 0) return;
     pd_pool_run(nn->pool, attn_task, &j);
 }

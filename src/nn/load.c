@@ -77,8 +77,8 @@ pd_status pd_nn_pack(const pd_load_ctx *lc, const pd_kernels *kt, pd_packed_w *o
     float *wf = NULL, *bf = NULL;
     pd_status st;
     if (!transpose) {
-        /* Straight from the mapping: pd_gemm_pack widens F16/BF16 rows itself. */
-        st = pd_gemm_pack(out, kt->gemm_nr, w->data, w->dtype, (size_t)k, n, k, b ? b->data : NULL,
+        /* Straight from the mapping: the packers widen F16/BF16 rows itself. */
+        st = pd_kernels_pack_gemm(kt, out, w->data, w->dtype, (size_t)k, n, k, b ? b->data : NULL,
                           b ? b->dtype : PD_DTYPE_F32, err);
         if (st == PD_OK) pd_model_release(lc->src, w);   /* the packed copy replaces it */
         goto named;
@@ -100,7 +100,7 @@ pd_status pd_nn_pack(const pd_load_ctx *lc, const pd_kernels *kt, pd_packed_w *o
         pd_aligned_free(wf);
         wf = tr;
     }
-    st = pd_gemm_pack(out, kt->gemm_nr, wf, PD_DTYPE_F32, (size_t)k, n, k, bf, PD_DTYPE_F32, err);
+    st = pd_kernels_pack_gemm(kt, out, wf, PD_DTYPE_F32, (size_t)k, n, k, bf, PD_DTYPE_F32, err);
 named:
     if (st != PD_OK) {
         char name[384];

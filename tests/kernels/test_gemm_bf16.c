@@ -26,7 +26,7 @@
 
 typedef struct variant {
     const char *name;
-    void (*fn)(const pd_bf16_gemm_args *args);
+    void (*fn)(const pd_gemm_args *args);
     int nr;
 } variant;
 
@@ -129,7 +129,7 @@ static void data_free(gemm_data *d) {
     kt_free(d->c_init, 0);
 }
 
-static bool pack(pd_packed_bf16 *pw, const gemm_data *d, int nr) {
+static bool pack(pd_packed_w *pw, const gemm_data *d, int nr) {
     pd_error err;
     pd_status st = pd_bf16_gemm_pack(pw, nr, d->wsrc, d->c.wdt, (size_t)d->c.k, d->c.n, d->c.k,
                                      d->bsrc, d->c.wdt, &err);
@@ -145,10 +145,10 @@ static float *c_copy(const gemm_data *d) {
     return cbuf;
 }
 
-static float *run_bf16(void (*fn)(const pd_bf16_gemm_args *), const gemm_data *d, const pd_packed_bf16 *pw) {
+static float *run_bf16(void (*fn)(const pd_gemm_args *), const gemm_data *d, const pd_packed_w *pw) {
     const gemm_case *c = &d->c;
     float *cbuf = c_copy(d);
-    pd_bf16_gemm_args g = {.m = c->m, .n0 = c->n0, .n1 = c->n1, .a = d->a, .lda = d->lda, .w = pw,
+    pd_gemm_args g = {.m = c->m, .n0 = c->n0, .n1 = c->n1, .a = d->a, .lda = d->lda, .w = pw,
                            .c = cbuf, .ldc = d->ldc, .act = c->act};
     if (c->res == RES_SEPARATE) {
         g.res = d->res;
@@ -220,14 +220,14 @@ static void check_case(const gemm_case *c) {
     for (size_t v = 0; v < PD_COUNT(AMX_VARIANTS); v++) {
         int nr = AMX_VARIANTS[v].nr;
         if (c->n0 % nr) continue;
-        pd_packed_bf16 pw;
+        pd_packed_w pw;
         if (!pack(&pw, &d, nr)) continue;
         float *ref = run_bf16(pd_bf16_gemm__ref, &d, &pw);
         float *got = run_bf16(AMX_VARIANTS[v].fn, &d, &pw);
         compare(&d, got, ref, AMX_VARIANTS[v].name, AMX_TOL);
         kt_free(ref, c->misalign);
         kt_free(got, c->misalign);
-        pd_packed_bf16_free(&pw);
+        pd_packed_w_free(&pw);
     }
     data_free(&d);
 }
@@ -246,36 +246,36 @@ static void test_pack_layout(void) {
             static float wq[37 * 50], bq[37];
             void *ws = to_dtype(w, PD_COUNT(w), dts[t], wq);
             void *bs = to_dtype(bias, PD_COUNT(bias), dts[t], bq);
-            pd_packed_bf16 pw;
+            pd_packed_w pw;
             CHECK(pd_bf16_gemm_pack(&pw, nr, ws, dts[t], (size_t)ld, n, k, bs, dts[t], NULL) == PD_OK);
-            CHECK(pw.n == n && pw.k == k && pw.kp == 64 && pw.nr == nr && pw.data && pw.bias);
-            CHECK(((uintptr_t)pw.data & 63) == 0);
+            CHECK(pw.n == n && pw.k == k && pw.kp == 64 && pw.nr == nr && pw.bf16 && pw.bias && pw.dtype == PD_DTYPE_BF16 && !pw.data);
+            CHECK(((uintptr_t)pw.bf16 & 63) == 0);
             int panels = (n + nr - 1) / nr, bad = 0;
             for (int p = 0; p < panels; p++)
                 for (int kk = 0; kk < pw.kp; kk++)
                     for (int c = 0; c < nr; c++) {
                         int j = p * nr + c;
                         uint16_t want = j < n && kk < k ? pd_f32_to_bf16(wq[j * ld + kk]) : 0;
-                        bad += pw.data[((size_t)p * pw.kp + (kk & ~1)) * nr + 2 * c + (kk & 1)] != want;
+                        bad += pw.bf16[((size_t)p * pw.kp + (kk & ~1)) * nr + 2 * c + (kk & 1)] != want;
                     }
             CHECK_MSG(bad == 0, "%s nr=%d: %d packed elements wrong", pd_dtype_name(dts[t]), nr, bad);
             for (int j = 0; j < n; j++) bad += pw.bias[j] != bq[j];
             CHECK_MSG(bad == 0, "%s nr=%d: bias wrong", pd_dtype_name(dts[t]), nr);
-            pd_packed_bf16_free(&pw);
-            CHECK(pw.data == NULL && pw.bias == NULL);
+            pd_packed_w_free(&pw);
+            CHECK(pw.bf16 == NULL && pw.bias == NULL);
             free_dtype(ws, dts[t]);
             free_dtype(bs, dts[t]);
         }
-    pd_packed_bf16_free(NULL);
+    pd_packed_w_free(NULL);
 }
 
 static void test_pack_errors(void) {
     float w[16] = {0};
     uint16_t h[16] = {0};
-    pd_packed_bf16 pw;
+    pd_packed_w pw;
     pd_error err;
     CHECK(pd_bf16_gemm_pack(&pw, 32, NULL, PD_DTYPE_F32, 4, 4, 4, NULL, PD_DTYPE_F32, &err) == PD_ERR_INVALID_ARG);
-    CHECK(pw.data == NULL && pw.bias == NULL);
+    CHECK(pw.bf16 == NULL && pw.bias == NULL);
     CHECK(pd_bf16_gemm_pack(&pw, 32, w, PD_DTYPE_F32, 4, 0, 4, NULL, PD_DTYPE_F32, &err) == PD_ERR_INVALID_ARG);
     CHECK(pd_bf16_gemm_pack(&pw, 32, w, PD_DTYPE_F32, 4, 4, 0, NULL, PD_DTYPE_F32, &err) == PD_ERR_INVALID_ARG);
     CHECK(pd_bf16_gemm_pack(&pw, 24, w, PD_DTYPE_F32, 4, 4, 4, NULL, PD_DTYPE_F32, &err) == PD_ERR_INVALID_ARG);
@@ -289,7 +289,7 @@ static void test_pack_errors(void) {
           PD_ERR_INVALID_ARG);
     CHECK_STR_CONTAINS(err.msg, "too large");
     CHECK(pd_bf16_gemm_pack(&pw, 32, w, PD_DTYPE_F32, 4, 4, 4, NULL, PD_DTYPE_F32, NULL) == PD_OK);
-    pd_packed_bf16_free(&pw);
+    pd_packed_w_free(&pw);
 }
 
 /* ---- the bf16 reference vs the fp32 reference ------------------------------------ */
@@ -307,7 +307,7 @@ static void test_ref_vs_f32(void) {
                                .ldres_pad = 1, .misalign = idx % 2, .wdt = dts[u], .a_scale = 1.0f};
                 gemm_data d;
                 data_make(&d, &c);
-                pd_packed_bf16 pb;
+                pd_packed_w pb;
                 pd_packed_w pf;
                 pd_error err;
                 if (pack(&pb, &d, 32) &&
@@ -319,7 +319,7 @@ static void test_ref_vs_f32(void) {
                     kt_free(got, c.misalign);
                     kt_free(want, c.misalign);
                     pd_packed_w_free(&pf);
-                    pd_packed_bf16_free(&pb);
+                    pd_packed_w_free(&pb);
                 }
                 data_free(&d);
             }
@@ -401,12 +401,12 @@ static void test_amx_empty(void) {
         for (size_t v = 0; v < PD_COUNT(AMX_VARIANTS); v++) {
             gemm_data d;
             data_make(&d, &cs[i]);
-            pd_packed_bf16 pw;
+            pd_packed_w pw;
             if (pack(&pw, &d, AMX_VARIANTS[v].nr)) {
                 float *got = run_bf16(AMX_VARIANTS[v].fn, &d, &pw);
                 compare(&d, got, d.c_init, AMX_VARIANTS[v].name, AMX_TOL);
                 kt_free(got, 0);
-                pd_packed_bf16_free(&pw);
+                pd_packed_w_free(&pw);
             }
             data_free(&d);
         }

@@ -1,6 +1,8 @@
 /*
- * gemm_bf16.h - bf16 GEMM against weights pre-packed for AMX: the contract, the packed
- * layout and the variants. Standalone for now (not in the dispatch table).
+ * gemm_bf16.h - bf16 GEMM and convolution against weights pre-packed in the AMX "VNNI"
+ * layout (pd_packed_w with dtype BF16): the contract, the packed layout, the packers
+ * and the variants (the gemm_f32 / conv2d_f32 entries of BF16 kernel tables; the op
+ * contracts are pd_gemm_args and pd_conv_args in kernels.h).
  *
  *   C[i, j] = act(sum_kk bf16(A[i, kk]) * Wb[j, kk] + bias[j]) (+ res[i, j]),
  *   i in [0, m), j in [n0, n1),
@@ -11,7 +13,8 @@
  * element is read before it is written, and C is written once, after the last k);
  * res must not alias a.
  *
- * Packed layout (pd_bf16_gemm_pack), the AMX "VNNI" B-tile layout:
+ * Packed layout (pd_bf16_gemm_pack; pd_packed_w.bf16), the AMX "VNNI" B-tile layout,
+ * which is also the vdpbf16ps (AVX512-BF16) layout of a 16-column B row:
  *   kp = k rounded up to a multiple of 32 (one AMX k-step of 16 bf16 pairs);
  *   panel p (nr = 16 or 32 columns) holds Wb[p*nr + c, kk] at
  *     data[(p*kp + (kk & ~1)) * nr + 2*c + (kk & 1)],
@@ -22,7 +25,12 @@
  * Weights are converted to bf16 with round-to-nearest-even (F32, F16) or copied
  * exactly (BF16); the bias is widened to fp32 exactly.
  *
- * Every variant pd_bf16_gemm_<MR>x<NR>__<isa>:
+ * Convolution (pd_bf16_conv_pack): the same layout for the [cout, kh*kw*cin] weight with
+ * k index (ky*kw + kx)*cin + ci (as conv.h), padded to kp as a whole (not per tap);
+ * the conv variants compute pd_conv_args exactly like the fp32 ones, with A = the
+ * implicit im2col rows rounded to bf16.
+ *
+ * Every variant pd_bf16_gemm_<MR>x<NR>__<isa> (and pd_bf16_conv_*):
  *   - requires w->nr == NR, n0 % NR == 0 (or n0 == 0), 0 <= n0 <= n1 <= w->n (asserted);
  *     the reference pd_bf16_gemm__ref reads any nr (16 or 32);
  *   - handles any m >= 0, any k >= 1, any lda/ldc/ldres and pointer alignment; reads A
@@ -44,41 +52,28 @@
 
 #include "kernels/kernels.h"
 
-typedef struct pd_packed_bf16 {
-    int n, k;
-    int kp;          /* k rounded up to a multiple of PD_BF16_KSTEP */
-    int nr;          /* panel width: 16 or 32 */
-    uint16_t *data;  /* owned, 64-byte aligned, layout above */
-    float *bias;     /* [n] fp32 or NULL; owned */
-} pd_packed_bf16;
-
 #define PD_BF16_KSTEP 32   /* bf16 elements of k per AMX tile step (64 bytes per row) */
 
-typedef struct pd_bf16_gemm_args {
-    int m;
-    int n0, n1;
-    const float *a;
-    size_t lda;
-    const pd_packed_bf16 *w;
-    float *c;
-    size_t ldc;
-    const float *res;   /* NULL: no residual */
-    size_t ldres;
-    pd_act act;
-} pd_bf16_gemm_args;
-
 /* Packs W (n x k, row stride ld_w elements, F32/F16/BF16, may be unaligned) and an
- * optional bias (length n, F32/F16/BF16) for variants with panel width nr (16 or 32).
- * Fails with PD_ERR_OOM or PD_ERR_INVALID_ARG (naming the problem). */
-pd_status pd_bf16_gemm_pack(pd_packed_bf16 *out, int nr, const void *w, pd_dtype w_dtype,
+ * optional bias (length n, F32/F16/BF16) in the BF16 format for variants with panel
+ * width nr (16 or 32). Fails with PD_ERR_OOM or PD_ERR_INVALID_ARG (naming the problem).
+ * Free with pd_packed_w_free. */
+pd_status pd_bf16_gemm_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype,
                             size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
                             pd_error *err);
-void pd_packed_bf16_free(pd_packed_bf16 *w);   /* NULL-tolerant */
 
-void pd_bf16_gemm__ref(const pd_bf16_gemm_args *args);
-/* 2x2 tiles of 16x16 fp32 (32 rows x 32 columns), nr = 32. */
-void pd_bf16_gemm_32x32__amx(const pd_bf16_gemm_args *args);
-/* 2x1 tiles (32 rows x 16 columns), nr = 16. */
-void pd_bf16_gemm_32x16__amx(const pd_bf16_gemm_args *args);
+/* Packs a PyTorch conv weight [cout, cin, kh, kw] (F32/F16/BF16, dense, possibly
+ * unaligned) and optional bias [cout] in the BF16 format (k index tap*cin + ci). */
+pd_status pd_bf16_conv_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype, int cout,
+                            int cin, int kh, int kw, const void *bias, pd_dtype bias_dtype,
+                            pd_error *err);
+
+/* References (any nr: 16 or 32). */
+void pd_bf16_gemm__ref(const pd_gemm_args *args);
+void pd_bf16_conv__ref(const pd_conv_args *args);
+
+/* AMX: 2x2 tiles of 16x16 fp32 (32 rows x 32 columns), nr = 32; 2x1 tiles, nr = 16. */
+void pd_bf16_gemm_32x32__amx(const pd_gemm_args *args);
+void pd_bf16_gemm_32x16__amx(const pd_gemm_args *args);
 
 #endif

@@ -61,7 +61,7 @@ static void config_tiles(void) {
 
 /* abuf[r][0..kc) = bf16(A[r, kb..kb+kc)) for r < rows, zero past k and for rows
  * rows..rows_pad. kc is a multiple of 32. */
-static void convert_a(uint16_t *abuf, const pd_bf16_gemm_args *g, int i0, int rows, int rows_pad,
+static void convert_a(uint16_t *abuf, const pd_gemm_args *g, int i0, int rows, int rows_pad,
                       int kb, int kc) {
     const int k = g->w->k;
     for (int r = 0; r < rows; r++) {
@@ -125,7 +125,7 @@ PD_INLINE void panel(const uint16_t *abuf, const uint16_t *wp, int nr, float *ac
 }
 
 /* C[i0.., j0..j0+cols) = act(acc + bias) (+ res) for rows rows; acc row stride NB. */
-PD_INLINE void epilogue_act(const pd_bf16_gemm_args *g, const float *acc, int i0, int rows, int j0,
+PD_INLINE void epilogue_act(const pd_gemm_args *g, const float *acc, int i0, int rows, int j0,
                             int cols, pd_act act) {
     const float *bias = g->w->bias;
     for (int v = 0; v * 16 < cols; v++) {
@@ -143,7 +143,7 @@ PD_INLINE void epilogue_act(const pd_bf16_gemm_args *g, const float *acc, int i0
     }
 }
 
-static void epilogue(const pd_bf16_gemm_args *g, const float *acc, int i0, int rows, int j0, int cols) {
+static void epilogue(const pd_gemm_args *g, const float *acc, int i0, int rows, int j0, int cols) {
     switch (g->act) {
     case PD_ACT_NONE: epilogue_act(g, acc, i0, rows, j0, cols, PD_ACT_NONE); break;
     case PD_ACT_GELU: epilogue_act(g, acc, i0, rows, j0, cols, PD_ACT_GELU); break;
@@ -152,10 +152,10 @@ static void epilogue(const pd_bf16_gemm_args *g, const float *acc, int i0, int r
     }
 }
 
-PD_INLINE void gemm(const pd_bf16_gemm_args *g, int nt) {
-    const pd_packed_bf16 *w = g->w;
+PD_INLINE void gemm(const pd_gemm_args *g, int nt) {
+    const pd_packed_w *w = g->w;
     const int nr = nt * 16;
-    PD_ASSERT(w->nr == nr);
+    PD_ASSERT(w->nr == nr && w->dtype == PD_DTYPE_BF16);
     PD_ASSERT(g->n0 >= 0 && g->n0 <= g->n1 && g->n1 <= w->n);
     PD_ASSERT(g->n0 % nr == 0);
     if (g->m <= 0 || g->n0 >= g->n1) return;
@@ -171,7 +171,7 @@ PD_INLINE void gemm(const pd_bf16_gemm_args *g, int nt) {
                 const int kc = PD_MIN(KC, kp - kb);
                 convert_a(abuf, g, i0, rows_b, (rows_b + 15) / 16 * 16, kb, kc);
                 for (int j = jb; j < jb_end; j += nr) {
-                    const uint16_t *wp = w->data + ((size_t)(j / nr) * (size_t)kp + (size_t)kb) * (size_t)nr;
+                    const uint16_t *wp = w->bf16 + ((size_t)(j / nr) * (size_t)kp + (size_t)kb) * (size_t)nr;
                     const int first = kb == 0;
                     /* The row tiles of the block reuse this panel's k block from L1. */
                     for (int it = 0; it < rows_b; it += MR) {
@@ -194,5 +194,5 @@ PD_INLINE void gemm(const pd_bf16_gemm_args *g, int nt) {
     _tile_release();
 }
 
-void pd_bf16_gemm_32x32__amx(const pd_bf16_gemm_args *args) { gemm(args, 2); }
-void pd_bf16_gemm_32x16__amx(const pd_bf16_gemm_args *args) { gemm(args, 1); }
+void pd_bf16_gemm_32x32__amx(const pd_gemm_args *args) { gemm(args, 2); }
+void pd_bf16_gemm_32x16__amx(const pd_gemm_args *args) { gemm(args, 1); }

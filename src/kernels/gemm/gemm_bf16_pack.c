@@ -1,7 +1,8 @@
 /*
- * gemm_bf16_pack.c - packs a [n, k] weight (F32/F16/BF16) into the AMX B-tile layout
- * of gemm_bf16.h: nr-column panels of bf16 k-pairs, k padded with zeros to a multiple
- * of 32, plus an fp32 bias.
+ * gemm_bf16_pack.c - packs a [n, k] GEMM weight or a [cout, cin, kh, kw] conv weight
+ * (F32/F16/BF16) into the AMX B-tile layout of gemm_bf16.h: nr-column panels of bf16
+ * k-pairs, k padded with zeros to a multiple of 32, plus an fp32 bias. Both go through
+ * one panel filler fed by a row source (a conv row is permuted to k = tap*cin + ci).
  *
  * Each source row is widened once with pd_to_f32 (unaligned-safe: weights often point
  * into a mapped checkpoint) and rounded with pd_f32_to_bf16 (round to nearest even;
@@ -31,21 +32,44 @@ static void *alloc_bytes(size_t bytes) {
     return p;
 }
 
-pd_status pd_bf16_gemm_pack(pd_packed_bf16 *out, int nr, const void *w, pd_dtype w_dtype,
-                            size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
-                            pd_error *err) {
-    PD_ASSERT(out);
-    memset(out, 0, sizeof *out);
-    pd_status st = pd_gemm_pack_check("bf16 gemm pack", w, w_dtype, ld_w, n, k, bias, bias_dtype, err);
-    if (st != PD_OK) return st;
+/* Fills row[0..k) with column c of the weight as fp32 (exact widening). */
+typedef void (*row_fn)(float *row, const void *ctx, int c, int k);
+
+typedef struct gemm_src {
+    const char *w;
+    pd_dtype dtype;
+    size_t row_bytes;
+} gemm_src;
+
+static void gemm_row(float *row, const void *ctx, int c, int k) {
+    const gemm_src *s = ctx;
+    pd_to_f32(row, s->w + (size_t)c * s->row_bytes, s->dtype, (size_t)k);
+}
+
+/* conv: source row [cin, taps] (k index ci*taps + tap) -> row[tap*cin + ci]. */
+typedef struct conv_src {
+    gemm_src g;
+    int cin, taps;
+    float *tmp;   /* k floats */
+} conv_src;
+
+static void conv_row(float *row, const void *ctx, int c, int k) {
+    const conv_src *s = ctx;
+    gemm_row(s->tmp, &s->g, c, k);
+    for (int ci = 0; ci < s->cin; ci++)
+        for (int t = 0; t < s->taps; t++) row[(size_t)t * (size_t)s->cin + (size_t)ci] = s->tmp[(size_t)ci * (size_t)s->taps + (size_t)t];
+}
+
+static pd_status pack(pd_packed_w *out, const char *what, int nr, int n, int k, row_fn get_row,
+                      const void *ctx, const void *bias, pd_dtype bias_dtype, pd_error *err) {
     if (nr != 16 && nr != 32)
-        return pd_error_set(err, PD_ERR_INVALID_ARG, "bf16 gemm pack: panel width nr=%d is not 16 or 32", nr);
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "%s: panel width nr=%d is not 16 or 32", what, nr);
 
     const size_t kp = ((size_t)k + PD_BF16_KSTEP - 1) / PD_BF16_KSTEP * PD_BF16_KSTEP;
     const size_t n_panels = ((size_t)n + (size_t)nr - 1) / (size_t)nr;
     const size_t n_pad = n_panels * (size_t)nr;
     if ((uint64_t)n_pad * (uint64_t)kp > MAX_PACKED_ELEMS)
-        return pd_error_set(err, PD_ERR_INVALID_ARG, "bf16 gemm pack: [%d, %d] is too large", n, k);
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "%s: [%d, %d] is too large", what, n, k);
     uint16_t *data = alloc_bytes(n_pad * kp * sizeof(uint16_t));
     float *b = bias ? alloc_bytes(n_pad * sizeof(float)) : NULL;
     float *row = alloc_bytes((size_t)k * sizeof(float));
@@ -53,19 +77,17 @@ pd_status pd_bf16_gemm_pack(pd_packed_bf16 *out, int nr, const void *w, pd_dtype
         free(data);
         free(b);
         free(row);
-        return pd_error_set(err, PD_ERR_OOM, "bf16 gemm pack: out of memory for [%d, %d] weight", n, k);
+        return pd_error_set(err, PD_ERR_OOM, "%s: out of memory for [%d, %d] weight", what, n, k);
     }
 
     /* A panel (kp x nr bf16) is filled column by column while it stays in cache; the
      * padding (columns >= n, k >= k) is zeroed first. */
-    const size_t row_bytes = ld_w * pd_dtype_size(w_dtype);
     for (size_t p = 0; p < n_panels; p++) {
         uint16_t *panel = data + p * kp * (size_t)nr;
         const int cols = PD_MIN(nr, n - (int)p * nr);
         if (cols < nr || kp != (size_t)k) memset(panel, 0, kp * (size_t)nr * sizeof(uint16_t));
-        const char *rows = (const char *)w + p * (size_t)nr * row_bytes;
         for (int c = 0; c < cols; c++) {
-            pd_to_f32(row, rows + (size_t)c * row_bytes, w_dtype, (size_t)k);
+            get_row(row, ctx, (int)p * nr + c, k);
             for (int kk = 0; kk < k; kk++)
                 panel[((size_t)kk & ~(size_t)1) * (size_t)nr + 2 * (size_t)c + ((size_t)kk & 1)] =
                     pd_f32_to_bf16(row[kk]);
@@ -81,15 +103,45 @@ pd_status pd_bf16_gemm_pack(pd_packed_bf16 *out, int nr, const void *w, pd_dtype
     out->k = k;
     out->kp = (int)kp;
     out->nr = nr;
-    out->data = data;
+    out->dtype = PD_DTYPE_BF16;
+    out->bf16 = data;
     out->bias = b;
     return PD_OK;
 }
 
-void pd_packed_bf16_free(pd_packed_bf16 *w) {
-    if (!w) return;
-    free(w->data);
-    free(w->bias);
-    w->data = NULL;
-    w->bias = NULL;
+pd_status pd_bf16_gemm_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype,
+                            size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
+                            pd_error *err) {
+    PD_ASSERT(out);
+    memset(out, 0, sizeof *out);
+    pd_status st = pd_gemm_pack_check("bf16 gemm pack", w, w_dtype, ld_w, n, k, bias, bias_dtype, err);
+    if (st != PD_OK) return st;
+    const gemm_src src = {w, w_dtype, ld_w * pd_dtype_size(w_dtype)};
+    return pack(out, "bf16 gemm pack", nr, n, k, gemm_row, &src, bias, bias_dtype, err);
+}
+
+pd_status pd_bf16_conv_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype, int cout,
+                            int cin, int kh, int kw, const void *bias, pd_dtype bias_dtype,
+                            pd_error *err) {
+    PD_ASSERT(out);
+    memset(out, 0, sizeof *out);
+    if (cout <= 0 || cin <= 0 || kh <= 0 || kw <= 0)
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "bf16 conv pack: bad weight shape [%d, %d, %d, %d]",
+                            cout, cin, kh, kw);
+    const uint64_t taps = (uint64_t)kh * (uint64_t)kw, k64 = taps * (uint64_t)cin;
+    if (k64 > INT32_MAX)
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "bf16 conv pack: [%d, %d, %d, %d] is too large",
+                            cout, cin, kh, kw);
+    const int k = (int)k64;
+    pd_status st = pd_gemm_pack_check("bf16 conv pack", w, w_dtype, (size_t)k, cout, k, bias, bias_dtype, err);
+    if (st != PD_OK) return st;
+    conv_src src = {{w, w_dtype, (size_t)k * pd_dtype_size(w_dtype)}, cin, (int)taps, NULL};
+    if (taps == 1) return pack(out, "bf16 conv pack", nr, cout, k, gemm_row, &src.g, bias, bias_dtype, err);
+    src.tmp = alloc_bytes((size_t)k * sizeof(float));
+    if (!src.tmp)
+        return pd_error_set(err, PD_ERR_OOM, "bf16 conv pack: out of memory for [%d, %d, %d, %d] weight",
+                            cout, cin, kh, kw);
+    st = pack(out, "bf16 conv pack", nr, cout, k, conv_row, &src, bias, bias_dtype, err);
+    free(src.tmp);
+    return st;
 }

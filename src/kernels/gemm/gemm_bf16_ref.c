@@ -13,8 +13,9 @@
 #include "base/half.h"
 #include "kernels/act/act.h"
 
-void pd_bf16_gemm__ref(const pd_bf16_gemm_args *g) {
-    const pd_packed_bf16 *w = g->w;
+void pd_bf16_gemm__ref(const pd_gemm_args *g) {
+    const pd_packed_w *w = g->w;
+    PD_ASSERT(w->dtype == PD_DTYPE_BF16);
     const int k = w->k, nr = w->nr;
     const size_t kp = (size_t)w->kp;
     PD_ASSERT(g->n0 >= 0 && g->n0 <= g->n1 && g->n1 <= w->n);
@@ -22,7 +23,7 @@ void pd_bf16_gemm__ref(const pd_bf16_gemm_args *g) {
     for (int i = 0; i < g->m; i++) {
         const float *a = g->a + (size_t)i * g->lda;
         for (int j = g->n0; j < g->n1; j++) {
-            const uint16_t *col = w->data + (size_t)(j / nr) * kp * (size_t)nr + 2 * (size_t)(j % nr);
+            const uint16_t *col = w->bf16 + (size_t)(j / nr) * kp * (size_t)nr + 2 * (size_t)(j % nr);
             double s = 0.0;
             for (int kk = 0; kk < k; kk++) {
                 float av = pd_bf16_to_f32(pd_f32_to_bf16(a[kk]));

@@ -101,6 +101,8 @@ pd_status pd_gemm_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype
     out->n = n;
     out->k = k;
     out->nr = nr;
+    out->dtype = PD_DTYPE_F32;
+    out->kp = k;
     out->data = data;
     out->bias = b;
     return PD_OK;
@@ -109,7 +111,9 @@ pd_status pd_gemm_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype
 void pd_packed_w_free(pd_packed_w *w) {
     if (!w) return;
     free(w->data);
+    free(w->bf16);
     free(w->bias);
     w->data = NULL;
+    w->bf16 = NULL;
     w->bias = NULL;
 }
