@@ -71,6 +71,26 @@ static const int BF16_NR[] = {
 #undef PD_KERNEL
 };
 
+/* A placeholder entry keeps the arrays non-empty when no bf16 attention is built. */
+static const pd_isa ATTN_BF16_ISA[] = {
+    PD_ISA_AUTO,
+#define PD_KERNEL(isa, fn, rows) isa,
+#include "kernels/attention/attention_bf16.inc"
+#undef PD_KERNEL
+};
+static void (*const ATTN_BF16_FN[])(const pd_attn_args *args) = {
+    NULL,
+#define PD_KERNEL(isa, fn, rows) fn,
+#include "kernels/attention/attention_bf16.inc"
+#undef PD_KERNEL
+};
+static const int ATTN_BF16_ROWS[] = {
+    0,
+#define PD_KERNEL(isa, fn, rows) rows,
+#include "kernels/attention/attention_bf16.inc"
+#undef PD_KERNEL
+};
+
 static const pd_isa ATTN_ISA[] = {
 #define PD_KERNEL(isa, fn) isa,
 #include "kernels/attention/attention.inc"
@@ -228,6 +248,13 @@ static void fill_bf16(pd_kernels *kt, pd_isa level, const pd_cpu_features *f) {
     kt->gemm_name = BF16_GEMM_NAME[b];
     kt->gemm_f32 = BF16_GEMM_FN[b];
     kt->conv2d_f32 = BF16_CONV_FN[b];
+    const pd_isa isa_b = BF16_ISA[b];
+    for (size_t i = 1; isa_b != PD_ISA_SCALAR && i < PD_COUNT(ATTN_BF16_ISA); i++)
+        if (ATTN_BF16_ISA[i] == isa_b) {
+            kt->attention_f32 = ATTN_BF16_FN[i];
+            kt->attn_rows = ATTN_BF16_ROWS[i];
+            break;
+        }
 }
 
 void pd_kernels_init_ref(pd_kernels *kt) { fill(kt, PD_ISA_SCALAR); }
