@@ -92,6 +92,19 @@ typedef enum pd_isa {
 /* Name of an ISA level ("scalar", "avx2", ...). */
 const char *pd_isa_name(pd_isa isa);
 
+/* Arithmetic of the matrix products (linear layers, convolutions, attention). */
+typedef enum pd_precision {
+    PD_PRECISION_AUTO = 0,  /* bf16 where the CPU computes it natively (AMX-BF16 or
+                               AVX512-BF16), else fp32 */
+    PD_PRECISION_FP32,      /* fp32 throughout: matches the reference implementation
+                               (diffusers on CPU) to ~1e-5 */
+    PD_PRECISION_BF16       /* bf16 inputs with fp32 accumulation (weights packed as bf16:
+                               half the memory); emulated, slowly, on CPUs without bf16 */
+} pd_precision;
+
+/* "auto", "fp32", "bf16". */
+const char *pd_precision_name(pd_precision p);
+
 /* Writes a one-line description of the CPU features found into buf
  * (e.g. "avx2 fma f16c avx512f ... amx-bf16 (os: amx granted)"). */
 void pd_cpu_describe(char *buf, size_t buf_size);
@@ -164,6 +177,7 @@ typedef struct pd_ctx pd_ctx;
 typedef struct pd_ctx_params {
     int n_threads;             /* 0 = number of online CPUs */
     pd_isa isa;                /* PD_ISA_AUTO unless forcing a kernel level */
+    pd_precision precision;    /* PD_PRECISION_AUTO: bf16 where native, else fp32 */
     const char *vocab_path;    /* CLIP vocabulary: a tokenizer/ folder, vocab.json,
                                   or bpe_simple_vocab_16e6.txt[.gz]; NULL = search
                                   next to the model */
@@ -191,6 +205,10 @@ void pd_ctx_free(pd_ctx *ctx);
 
 /* Family and layout detected at load. */
 pd_family pd_ctx_family(const pd_ctx *ctx);
+
+/* The kernels the context runs: ISA level and precision (never AUTO). */
+pd_isa pd_ctx_isa(const pd_ctx *ctx);
+pd_precision pd_ctx_precision(const pd_ctx *ctx);
 
 /* ---------------------------------------------------------------------------------
  * Text: tokenizer and text encoders

@@ -14,6 +14,9 @@ void cli_log_stderr(pd_log_level level, const char *msg, void *user);
 /* "scalar", "avx2", "avx512", "amx", "neon", "auto" -> pd_isa; -1 when unknown. */
 int cli_parse_isa(const char *s);
 
+/* "auto", "fp32", "bf16" -> pd_precision; -1 when unknown. */
+int cli_parse_precision(const char *s);
+
 /* `generate`: argv[first..] are its options. Returns the exit status. */
 int cli_generate(int argc, char **argv, int first);
 void cli_generate_usage(FILE *f);

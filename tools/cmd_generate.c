@@ -37,6 +37,7 @@ typedef struct gen_opts {
     const char *model, *vocab, *config, *output, *init_path, *unet;
     int threads;
     pd_isa isa;
+    pd_precision precision;
     bool quiet, overwrite, verbose;
 } gen_opts;
 
@@ -180,6 +181,7 @@ void cli_generate_usage(FILE *f) {
             "      --clip-skip N                    1 = last layer (default)\n"
             "      --init-image PNG --strength X    img2img (strength in (0, 1], default 0.75)\n"
             "      --unet PATH                      use this UNet (e.g. an LCM diffusers unet folder)\n"
+            "      --precision P                    fp32 (exact), bf16, auto (default: bf16 where native)\n"
             "      -o, --output FILE                default output.png; %%d = image number\n"
             "      --overwrite                      replace existing output files\n"
             "      -q, --quiet                      no progress bar\n");
@@ -192,7 +194,7 @@ int cli_generate(int argc, char **argv, int first) {
     o.output = "output.png";
     o.isa = PD_ISA_AUTO;
     enum { O_STEPS = 300, O_CFG, O_SAMPLER, O_SCHED, O_BATCH, O_CLIP, O_INIT, O_STRENGTH, O_VOCAB,
-           O_CONFIG, O_OVERWRITE, O_ISA, O_NOW, O_UNET };
+           O_CONFIG, O_OVERWRITE, O_ISA, O_NOW, O_UNET, O_PRECISION };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, 'n'}, {"width", required_argument, 0, 'W'},
@@ -206,7 +208,7 @@ int cli_generate(int argc, char **argv, int first) {
         {"overwrite", no_argument, 0, O_OVERWRITE}, {"quiet", no_argument, 0, 'q'},
         {"verbose", no_argument, 0, 'v'}, {"isa", required_argument, 0, O_ISA},
         {"no-prompt-weights", no_argument, 0, O_NOW}, {"help", no_argument, 0, 'h'},
-        {"unet", required_argument, 0, O_UNET},
+        {"unet", required_argument, 0, O_UNET}, {"precision", required_argument, 0, O_PRECISION},
         {0, 0, 0, 0},
     };
     optind = first;
@@ -269,6 +271,12 @@ int cli_generate(int argc, char **argv, int first) {
             o.isa = (pd_isa)isa;
             break;
         }
+        case O_PRECISION: {
+            int prec = cli_parse_precision(optarg);
+            if (prec < 0) return usage_error("--precision must be fp32, bf16 or auto, got '%s'", optarg);
+            o.precision = (pd_precision)prec;
+            break;
+        }
         case 'h':
             printf("usage: phonediffusion generate -m MODEL -p PROMPT [options]\n");
             cli_generate_usage(stdout);
@@ -312,6 +320,7 @@ int cli_generate(int argc, char **argv, int first) {
     pd_ctx_params cp = pd_ctx_default_params();
     cp.n_threads = o.threads;
     cp.isa = o.isa;
+    cp.precision = o.precision;
     cp.vocab_path = o.vocab;
     cp.config_path = o.config;
     cp.unet_path = o.unet;

@@ -52,6 +52,8 @@ static void usage(FILE *f) {
             "      --overwrite            allow --dump to replace an existing file\n"
             "  -t, --threads N            worker threads (default: all CPUs)\n"
             "      --isa LEVEL            force kernels: scalar, avx2, avx512, amx (default: best)\n"
+            "      --precision P          fp32 (exact), bf16, or auto (default: bf16 where the\n"
+            "                             CPU has native bf16, else fp32)\n"
             "  -v, --verbose              log what is loaded\n"
             "\n"
             "environment: PD_ISA=scalar|avx2|avx512|amx forces a kernel level.\n");
@@ -62,6 +64,7 @@ typedef struct cli_opts {
     int clip_skip, threads;
     bool no_weights, overwrite, verbose;
     pd_isa isa;
+    pd_precision precision;
 } cli_opts;
 
 void cli_log_stderr(pd_log_level level, const char *msg, void *user) {
@@ -144,6 +147,7 @@ static pd_ctx *load(const cli_opts *o, pd_error *err) {
     pd_ctx_params cp = pd_ctx_default_params();
     cp.n_threads = o->threads;
     cp.isa = o->isa;
+    cp.precision = o->precision;
     cp.vocab_path = o->vocab;
     cp.config_path = o->config;
     cp.text_only = true;   /* tokenize and encode need only the text side */
@@ -292,6 +296,13 @@ static int cmd_cpu(const cli_opts *o) {
     return 0;
 }
 
+int cli_parse_precision(const char *s) {
+    static const pd_precision all[] = {PD_PRECISION_AUTO, PD_PRECISION_FP32, PD_PRECISION_BF16};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (!strcmp(s, pd_precision_name(all[i]))) return (int)all[i];
+    return -1;
+}
+
 int cli_parse_isa(const char *s) {
     static const struct { const char *name; pd_isa isa; } isas[] = {
         {"auto", PD_ISA_AUTO}, {"scalar", PD_ISA_SCALAR}, {"avx2", PD_ISA_AVX2},
@@ -330,7 +341,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     cli_opts o = {.clip_skip = 1, .isa = PD_ISA_AUTO};
-    enum { OPT_VOCAB = 256, OPT_CONFIG, OPT_CLIP_SKIP, OPT_NO_WEIGHTS, OPT_DUMP, OPT_OVERWRITE, OPT_ISA };
+    enum { OPT_VOCAB = 256, OPT_CONFIG, OPT_CLIP_SKIP, OPT_NO_WEIGHTS, OPT_DUMP, OPT_OVERWRITE, OPT_ISA, OPT_PRECISION };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},
         {"prompt", required_argument, 0, 'p'},
@@ -343,6 +354,7 @@ int main(int argc, char **argv) {
         {"dump", required_argument, 0, OPT_DUMP},
         {"overwrite", no_argument, 0, OPT_OVERWRITE},
         {"isa", required_argument, 0, OPT_ISA},
+        {"precision", required_argument, 0, OPT_PRECISION},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -377,6 +389,15 @@ int main(int argc, char **argv) {
                 return 2;
             }
             o.isa = (pd_isa)isa;
+            break;
+        }
+        case OPT_PRECISION: {
+            int prec = cli_parse_precision(optarg);
+            if (prec < 0) {
+                fprintf(stderr, "phonediffusion: --precision must be fp32, bf16 or auto, got '%s'\n", optarg);
+                return 2;
+            }
+            o.precision = (pd_precision)prec;
             break;
         }
         case 'h': usage(stdout); return 0;

@@ -170,6 +170,15 @@ const char *pd_isa_name(pd_isa isa) {
     return (unsigned)isa < sizeof ISA_NAMES / sizeof ISA_NAMES[0] ? ISA_NAMES[isa] : "unknown";
 }
 
+const char *pd_precision_name(pd_precision p) {
+    switch (p) {
+    case PD_PRECISION_AUTO: return "auto";
+    case PD_PRECISION_FP32: return "fp32";
+    case PD_PRECISION_BF16: return "bf16";
+    }
+    return "unknown";
+}
+
 int pd_isa_from_name(const char *s) {
     if (!s || !*s) return PD_ISA_AUTO;
     char buf[16];

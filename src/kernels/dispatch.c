@@ -262,7 +262,7 @@ void pd_kernels_init_ref(pd_kernels *kt) { fill(kt, PD_ISA_SCALAR); }
 pd_isa pd_kernels_init_prec_for(pd_kernels *kt, pd_isa want, pd_prec prec, const pd_cpu_features *f) {
     pd_isa level = want == PD_ISA_AUTO ? pd_cpu_best_isa(f) : want;
     while (!pd_cpu_supports(f, level)) level = lower(level);
-    if (prec == PD_PREC_BF16) fill_bf16(kt, level, f);
+    if (prec == PD_PREC_BF16 || (prec == PD_PREC_AUTO && pick_bf16(level, f) != 0)) fill_bf16(kt, level, f);
     else fill(kt, level);
     return level;
 }
@@ -282,12 +282,6 @@ pd_isa pd_kernels_init_prec(pd_kernels *kt, pd_isa want, pd_prec prec) {
 }
 
 pd_isa pd_kernels_init(pd_kernels *kt, pd_isa want) { return pd_kernels_init_prec(kt, want, PD_PREC_FP32); }
-
-bool pd_kernels_have_bf16(void) {
-    pd_cpu_features f;
-    pd_cpu_detect(&f);
-    return f.avx512bf16 || (f.amx_bf16 && f.amx_granted);
-}
 
 pd_status pd_kernels_pack_gemm(const pd_kernels *kt, pd_packed_w *out, const void *w,
                                pd_dtype w_dtype, size_t ld_w, int n, int k, const void *bias,

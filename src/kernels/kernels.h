@@ -123,7 +123,8 @@ typedef struct pd_conv_args {
 /* Arithmetic of the GEMM-shaped ops (GEMM, convolution, attention). */
 typedef enum pd_prec {
     PD_PREC_FP32 = 0,   /* fp32 everywhere: the exact path */
-    PD_PREC_BF16        /* bf16 GEMM inputs (weights and activations), fp32 accumulation */
+    PD_PREC_BF16,       /* bf16 GEMM inputs (weights and activations), fp32 accumulation */
+    PD_PREC_AUTO        /* request only: BF16 where the level has native bf16 kernels, else FP32 */
 } pd_prec;
 
 typedef struct pd_kernels {
@@ -165,11 +166,9 @@ pd_isa pd_kernels_init(pd_kernels *kt, pd_isa want);
 /* As pd_kernels_init with the given arithmetic. PD_PREC_BF16 picks, at the level:
  * AMX bf16 kernels (amx), AVX512-BF16 kernels (avx512 with avx512_bf16), else the bf16
  * scalar references for the GEMM-shaped ops (emulation: slow, for tests on machines
- * without bf16) with the level's fp32 kernels for the rest. */
+ * without bf16) with the level's fp32 kernels for the rest. PD_PREC_AUTO gives BF16 at
+ * the levels with native bf16 kernels and FP32 elsewhere. kt->prec tells which. */
 pd_isa pd_kernels_init_prec(pd_kernels *kt, pd_isa want, pd_prec prec);
-
-/* Whether the CPU runs bf16 arithmetic natively (AVX512-BF16 or AMX-BF16). */
-bool pd_kernels_have_bf16(void);
 
 /* Packs a GEMM weight (as pd_gemm_pack) in kt's format (kt->wtype, kt->gemm_nr). */
 pd_status pd_kernels_pack_gemm(const pd_kernels *kt, pd_packed_w *out, const void *w,

@@ -314,7 +314,7 @@ pd_status pd_clip_forward(const pd_clip *m, const pd_nn *nn, const pd_clip_reque
     if (req->n_seq < 1 || req->hidden_layer < 0 || req->hidden_layer > cfg->n_layers)
         return pd_error_set(err, PD_ERR_INVALID_ARG, "clip: hidden layer %d outside 0..%d",
                             req->hidden_layer, cfg->n_layers);
-    if (req->projected && !m->proj.data)
+    if (req->projected && m->proj.n == 0)
         return pd_error_set(err, PD_ERR_INVALID_ARG, "clip: this text encoder has no projection");
     for (int i = 0; i < rows; i++)
         if (req->ids[i] < 0 || req->ids[i] >= cfg->n_vocab)

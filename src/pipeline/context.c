@@ -70,9 +70,12 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
                           "text encoder or UNet keys found)", path);
         goto fail;
     }
-    pd_isa isa = pd_kernels_init(&ctx->kt, p->isa);
-    pd_log(&ctx->log, PD_LOG_INFO, "model: %s, %s; kernels: %s", pd_family_name(ctx->family),
-           pd_layout_name(ctx->src->layout), pd_isa_name(isa));
+    const pd_prec prec = p->precision == PD_PRECISION_FP32 ? PD_PREC_FP32
+                         : p->precision == PD_PRECISION_BF16 ? PD_PREC_BF16 : PD_PREC_AUTO;
+    pd_isa isa = pd_kernels_init_prec(&ctx->kt, p->isa, prec);
+    const bool bf16 = ctx->kt.prec == PD_PREC_BF16;
+    pd_log(&ctx->log, PD_LOG_INFO, "model: %s, %s; kernels: %s, %s (%s)", pd_family_name(ctx->family),
+           pd_layout_name(ctx->src->layout), pd_isa_name(isa), bf16 ? "bf16" : "fp32", ctx->kt.gemm_name);
 
     ctx->pool = pd_pool_new(p->n_threads > 0 ? p->n_threads : pd_cpu_count());
     if (!ctx->pool) {
@@ -154,6 +157,13 @@ void pd_ctx_free(pd_ctx *ctx) {
 }
 
 pd_family pd_ctx_family(const pd_ctx *ctx) { return ctx ? ctx->family : PD_FAMILY_UNKNOWN; }
+
+pd_isa pd_ctx_isa(const pd_ctx *ctx) { return ctx ? ctx->kt.isa : PD_ISA_AUTO; }
+
+pd_precision pd_ctx_precision(const pd_ctx *ctx) {
+    if (!ctx) return PD_PRECISION_AUTO;
+    return ctx->kt.prec == PD_PREC_BF16 ? PD_PRECISION_BF16 : PD_PRECISION_FP32;
+}
 
 pd_status pd_tokenize(const pd_ctx *ctx, const char *text, int32_t *ids, int max_ids,
                       int *n_ids, pd_error *err) {

@@ -49,7 +49,7 @@ static void test_txt2img_cli(void) {
         snprintf(args, sizeof args,
                  "generate -m '%s' -p 'a photograph of an astronaut riding a horse, highly detailed' "
                  "-n 'blurry, low quality' -W 64 -H 64 --steps 4 --cfg-scale 7.5 --sampler %s "
-                 "--scheduler %s -s 42 --no-prompt-weights -q -o '%s' >/dev/null 2>&1",
+                 "--scheduler %s -s 42 --no-prompt-weights --precision fp32 -q -o '%s' >/dev/null 2>&1",
                  golden_model(model, sizeof model, models[i]), sampler[i][0], sampler[i][1], out);
         CHECK_EQ_INT(run(args), 0);
         pd_st_file *g = golden_open(cases[i]);
@@ -77,7 +77,7 @@ static void test_img2img_cli(void) {
         snprintf(args, sizeof args,
                  "generate -m '%s' -p 'a photograph of an astronaut riding a horse, highly detailed' "
                  "-n 'blurry, low quality' --init-image '%s' --strength 0.5 --steps 8 --cfg-scale 7.5 "
-                 "--sampler euler_a -s 1234 --no-prompt-weights -q -o '%s' >/dev/null 2>&1",
+                 "--sampler euler_a -s 1234 --no-prompt-weights --precision fp32 -q -o '%s' >/dev/null 2>&1",
                  golden_model(model, sizeof model, "tiny-sd15"), init_png, out);
         CHECK_EQ_INT(run(args), 0);
         compare_png(out, g, name);

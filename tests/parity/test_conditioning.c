@@ -13,6 +13,7 @@
 static pd_ctx *load(const char *rel) {
     char path[1024];
     pd_ctx_params cp = pd_ctx_default_params();
+    cp.precision = PD_PRECISION_FP32;   /* the exact path */
     cp.n_threads = 2;
     pd_ctx *ctx = NULL;
     pd_error err = {0};
@@ -183,6 +184,7 @@ static void test_cancel(void) {
     /* Load cancellation. */
     char path[1024];
     pd_ctx_params cp = pd_ctx_default_params();
+    cp.precision = PD_PRECISION_FP32;   /* the exact path */
     calls = 0;
     cp.progress = cancel_at_start;
     cp.progress_user = &calls;
@@ -201,6 +203,7 @@ static void test_load_errors(void) {
     CHECK_STR_CONTAINS(err.msg, "/nonexistent/model.safetensors");
     char path[1024];
     pd_ctx_params cp = pd_ctx_default_params();
+    cp.precision = PD_PRECISION_FP32;   /* the exact path */
     cp.vocab_path = "/nonexistent/vocab";
     CHECK(pd_ctx_load(golden_model(path, sizeof path, "tiny-sd15.safetensors"), &cp, &ctx, &err) != PD_OK);
     CHECK_STR_CONTAINS(err.msg, "/nonexistent/vocab");

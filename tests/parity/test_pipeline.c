@@ -177,6 +177,7 @@ static void run_family(const char *prefix, const char *model) {
     for (int l = 0; l < n_layouts; l++) {
         char path[1024];
         pd_ctx_params cp = pd_ctx_default_params();
+        cp.precision = PD_PRECISION_FP32;   /* the exact path */
         cp.n_threads = 2;
         pd_ctx *ctx = NULL;
         pd_error err = {0};
@@ -265,6 +266,7 @@ static void test_cancel_and_reuse(void) {
 
     /* A text-only context encodes prompts but refuses to generate. */
     pd_ctx_params cp = pd_ctx_default_params();
+    cp.precision = PD_PRECISION_FP32;   /* the exact path */
     cp.text_only = true;
     CHECK_EQ_INT(pd_ctx_load(path, &cp, &ctx, &err), PD_OK);
     if (ctx) {
@@ -285,6 +287,7 @@ static void test_lcm_unet(void) {
     PD_REQUIRE_GOLDEN();
     char path[1024], unet[1024];
     pd_ctx_params cp = pd_ctx_default_params();
+    cp.precision = PD_PRECISION_FP32;   /* the exact path */
     cp.unet_path = golden_model(unet, sizeof unet, "tiny-sd15-lcm-unet");
     pd_ctx *ctx = NULL;
     pd_error err = {0};
