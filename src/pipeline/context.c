@@ -73,6 +73,7 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
     const pd_prec prec = p->precision == PD_PRECISION_FP32 ? PD_PREC_FP32
                          : p->precision == PD_PRECISION_BF16 ? PD_PREC_BF16 : PD_PREC_AUTO;
     pd_isa isa = pd_kernels_init_prec(&ctx->kt, p->isa, prec);
+    pd_kernels_init_prec(&ctx->kt_exact, p->isa, PD_PREC_FP32);
     const bool bf16 = ctx->kt.prec == PD_PREC_BF16;
     pd_log(&ctx->log, PD_LOG_INFO, "model: %s, %s; kernels: %s, %s (%s)", pd_family_name(ctx->family),
            pd_layout_name(ctx->src->layout), pd_isa_name(isa), bf16 ? "bf16" : "fp32", ctx->kt.gemm_name);
@@ -114,17 +115,17 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
     int step = 0;
     if (!report(p, -1, n_steps, t0)) goto cancelled;
     if (ctx->has_text1) {
-        st = pd_clip_load(&ctx->text1, ctx->src, PD_COMP_TEXT1, &ctx->kt, err);
+        st = pd_clip_load(&ctx->text1, ctx->src, PD_COMP_TEXT1, &ctx->kt_exact, err);
         if (st != PD_OK) goto fail;
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     if (ctx->has_text2) {
-        st = pd_clip_load(&ctx->text2, ctx->src, PD_COMP_TEXT2, &ctx->kt, err);
+        st = pd_clip_load(&ctx->text2, ctx->src, PD_COMP_TEXT2, &ctx->kt_exact, err);
         if (st != PD_OK) goto fail;
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     if (ctx->has_unet) {
-        st = pd_unet_load(&ctx->unet, unet_from, &ctx->kt, err);
+        st = pd_unet_load(&ctx->unet, unet_from, &ctx->kt, &ctx->kt_exact, err);
         if (st != PD_OK) goto fail;
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }

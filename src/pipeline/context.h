@@ -22,7 +22,9 @@ struct pd_ctx {
     pd_model_src *src;
     pd_model_src *unet_src;   /* a separate UNet (params.unet_path), or NULL */
     pd_family family;
-    pd_kernels kt;
+    pd_kernels kt;        /* UNet and VAE: the requested precision */
+    pd_kernels kt_exact;   /* text encoders: always fp32 (13 GFLOP for CLIP-L: cheap, and
+                             CFG amplifies any error in the conditioning) */
     pd_pool *pool;
     pd_logger log;
     pd_tokenizer *tok;

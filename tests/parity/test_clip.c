@@ -77,7 +77,7 @@ static void run_case(const clip_case *cc, const char *model_path, const pd_kerne
         PD_FAIL("out of memory");
         goto done;
     }
-    pd_nn nn = {kt, pool};
+    pd_nn nn = {.kt = kt, .pool = pool};
     char label[512];
     snprintf(label, sizeof label, "%s [%s]", cc->name, model_path);
     for (int l = 0; l <= cfg->n_layers; l++) {
@@ -168,7 +168,7 @@ static void test_clip_rejects_bad_ids(void) {
     float out[PD_CLIP_CONTEXT * 64];
     pd_arena scratch;
     pd_arena_init(&scratch, pd_clip_scratch_bytes(&m.cfg, 1));
-    pd_nn nn = {&kt, NULL};
+    pd_nn nn = {.kt = &kt, .pool = NULL};
     pd_clip_request req = {.ids = ids, .n_seq = 1, .hidden_layer = 1, .hidden = out};
     CHECK_EQ_INT(pd_clip_forward(&m, &nn, &req, &scratch, &err), PD_ERR_INVALID_ARG);
     CHECK_STR_CONTAINS(err.msg, "49408");

@@ -9,10 +9,8 @@
  * runs on the single-file layout and every third case of each family: the memory and
  * UB checks need the code paths, not every parameter combination again.
  */
-#include <dirent.h>
-
 #include "base/json.h"
-#include "golden.h"
+#include "golden_case.h"
 #include "pipeline/generate.h"
 
 #define TOL_LATENTS 1e-4
@@ -59,62 +57,18 @@ static void on_final(void *user, int image, const float *latents, size_t n) {
 
 /* Runs one case with one model layout. */
 static double run_case(const char *case_name, const char *model_rel, pd_ctx *ctx, int *n_images) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/cases/%s.json", pd_test_golden_dir(), case_name);
-    char *text = NULL;
-    size_t len = 0;
-    pd_error err = {0};
-    if (pd_file_read_all(path, 1 << 24, &text, &len, &err) != PD_OK) {
-        PD_FAIL("%s", err.msg);
-        return 0;
-    }
-    pd_arena arena;
-    pd_arena_init(&arena, 0);
-    const pd_json *root = NULL;
-    pd_st_file *g = NULL;
-    uint8_t *init = NULL;
+    golden_case gc;
     observed o = {0};
     pd_result *res = NULL;
-    if (pd_json_parse(text, len, &arena, &root, &err) != PD_OK) {
-        PD_FAIL("%s: %s", path, err.msg);
-        goto done;
-    }
-    const pd_json *p = pd_json_get(root, "params");
-    pd_gen_params gp = pd_gen_default_params();
-    gp.prompt = pd_json_get_string(p, "prompt", "");
-    gp.negative_prompt = pd_json_get_string(p, "negative_prompt", NULL);
-    gp.seed = pd_json_get_int(p, "seed", 0);
-    gp.steps = (int)pd_json_get_int(p, "steps", 0);
-    gp.cfg_scale = (float)pd_json_get_double(p, "cfg_scale", 7.5);
-    gp.width = (int)pd_json_get_int(p, "width", 0);
-    gp.height = (int)pd_json_get_int(p, "height", 0);
-    int clip_skip = (int)pd_json_get_int(p, "clip_skip", 0);
-    gp.clip_skip = clip_skip + 1;   /* diffusers clip_skip c = our c + 1 */
-    gp.prompt_weights = false;      /* diffusers tokenizes the text as is */
-    char sampler[64];
-    snprintf(sampler, sizeof sampler, "%s", pd_json_get_string(p, "sampler", ""));
-    char *k = strstr(sampler, "_karras");
-    if (k) *k = '\0';
-    gp.sampler = sampler;
-    gp.scheduler = k ? "karras" : "default";
-    g = golden_open(case_name);
-    if (!g) goto done;
-    if (pd_st_find(g, "init_image_u8")) {
-        const pd_st_tensor *t = pd_st_find(g, "init_image_u8");
-        init = malloc(t->nbytes);
-        if (!init) goto done;
-        memcpy(init, t->data, t->nbytes);
-        gp.init_image = init;
-        gp.init_height = (int)t->shape[0];
-        gp.init_width = (int)t->shape[1];
-        gp.strength = (float)pd_json_get_double(p, "strength", 0.75);
-    }
+    pd_error err = {0};
+    if (!golden_case_load(case_name, &gc)) goto done;
+    const pd_st_file *g = gc.g;
     char label[512];
     snprintf(label, sizeof label, "%s [%s]", case_name, model_rel);
     o.g = g;
     o.label = label;
     pd_gen_observer obs = {on_step, on_final, &o};
-    if (pd_generate_observed(ctx, &gp, &obs, &res, &err) != PD_OK) {
+    if (pd_generate_observed(ctx, &gc.gp, &obs, &res, &err) != PD_OK) {
         PD_FAIL("%s: %s", label, err.msg);
         goto done;
     }
@@ -131,36 +85,8 @@ static double run_case(const char *case_name, const char *model_rel, pd_ctx *ctx
     }
 done:
     pd_result_free(res);
-    free(init);
-    pd_st_close(g);
-    pd_arena_free(&arena);
-    free(text);
+    golden_case_free(&gc);
     return o.worst;
-}
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Case names in cases/ starting with prefix, for model `model` ("tiny-sd15_" ...). */
-static int list_cases(const char *prefix, const char *model, char **out, int max) {
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/cases", pd_test_golden_dir());
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int n = 0;
-    struct dirent *e;
-    char want[128];
-    snprintf(want, sizeof want, "%s%s", prefix, model);
-    while ((e = readdir(d)) && n < max) {
-        size_t l = strlen(e->d_name);
-        if (strncmp(e->d_name, want, strlen(want)) || l < 5 || strcmp(e->d_name + l - 5, ".json")) continue;
-        out[n] = strndup(e->d_name, l - 5);
-        if (out[n]) n++;
-    }
-    closedir(d);
-    qsort(out, (size_t)n, sizeof *out, cmp_str);
-    return n;
 }
 
 static void run_family(const char *prefix, const char *model) {
@@ -168,7 +94,7 @@ static void run_family(const char *prefix, const char *model) {
     char *cases[128];
     char model_under[64];
     snprintf(model_under, sizeof model_under, "%s_", model);
-    int n = list_cases(prefix, model_under, cases, 128);
+    int n = golden_list_cases(prefix, model_under, cases, 128);
     CHECK_MSG(n > 0, "no %s%s cases found", prefix, model);
     char file_rel[128];
     snprintf(file_rel, sizeof file_rel, "%s.safetensors", model);

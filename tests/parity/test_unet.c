@@ -55,7 +55,7 @@ static bool load_unet(pd_unet *m, const char *rel, const pd_kernels *kt) {
     pd_model_src *src = open_model(rel, NULL);
     if (!src) return false;
     pd_error err = {0};
-    pd_status st = pd_unet_load(m, src, kt, &err);
+    pd_status st = pd_unet_load(m, src, kt, NULL, &err);
     if (st != PD_OK) PD_FAIL("load unet %s: %s", rel, err.msg);
     pd_model_close(src);   /* the UNet keeps no pointer into the mapping */
     return st == PD_OK;
@@ -162,7 +162,7 @@ static void run_unet_cases(pd_isa isa) {
     pd_isa got = pd_kernels_init(&kt, isa);
     if (isa != PD_ISA_AUTO && got != isa) PD_SKIP("%s kernels not available here", pd_isa_name(isa));
     pd_pool *pool = pd_pool_new(2);
-    pd_nn nn = {&kt, pool};
+    pd_nn nn = {.kt = &kt, .pool = pool};
     worst_out = worst_inter = 0;
     double worst_ml[2][2] = {{0, 0}, {0, 0}};
     static const char *const models[2][2] = {{"tiny-sd15.safetensors", "tiny-sd15"},
@@ -293,7 +293,7 @@ static void test_unet_lcm(void) {
     pd_kernels kt;
     pd_kernels_init(&kt, PD_ISA_AUTO);
     pd_pool *pool = pd_pool_new(2);
-    pd_nn nn = {&kt, pool};
+    pd_nn nn = {.kt = &kt, .pool = pool};
     pd_unet m;
     if (!load_unet(&m, "tiny-sd15-lcm-unet", &kt)) goto out;
     CHECK_EQ_INT(m.cfg.time_cond_proj_dim, 32);
@@ -337,7 +337,7 @@ static void test_unet_inpaint(void) {
     pd_kernels kt;
     pd_kernels_init(&kt, PD_ISA_AUTO);
     pd_pool *pool = pd_pool_new(2);
-    pd_nn nn = {&kt, pool};
+    pd_nn nn = {.kt = &kt, .pool = pool};
     static const char *const layouts[] = {"tiny-sd15-inpaint.safetensors", "tiny-sd15-inpaint"};
     static const char *const cases[] = {"inpaint_tiny-sd15-inpaint_euler_a_64x64_strength1",
                                         "inpaint_tiny-sd15-inpaint_euler_a_64x96_strength0.75",
@@ -372,7 +372,7 @@ static void test_unet_long_context_and_batch(void) {
     PD_REQUIRE_GOLDEN();
     pd_kernels kt;
     pd_kernels_init(&kt, PD_ISA_AUTO);
-    pd_nn nn = {&kt, NULL};
+    pd_nn nn = {.kt = &kt, .pool = NULL};
     pd_unet m;
     if (!load_unet(&m, "tiny-sdxl", &kt)) return;
     pd_st_file *g = golden_open("unet_tiny-sdxl_12x8_t500.5");
@@ -593,7 +593,7 @@ static void test_transformer_reference(void) {
     pd_kernels kt;
     pd_kernels_init(&kt, PD_ISA_AUTO);
     pd_pool *pool = pd_pool_new(2);
-    pd_nn nn = {&kt, pool};
+    pd_nn nn = {.kt = &kt, .pool = pool};
     for (size_t ci = 0; ci < PD_COUNT(cases); ci++) {
         pd_model_src *src = open_model(cases[ci].model, NULL);
         if (!src) continue;
@@ -826,7 +826,7 @@ static void expect_load_error(const char *path, pd_status code, const char *need
     pd_kernels kt;
     pd_kernels_init(&kt, PD_ISA_AUTO);
     pd_unet m;
-    pd_status st = pd_unet_load(&m, src, &kt, &err);
+    pd_status st = pd_unet_load(&m, src, &kt, NULL, &err);
     CHECK_EQ_INT(st, code);
     if (st == code) CHECK_STR_CONTAINS(err.msg, needle);
     if (st == PD_OK) pd_unet_free(&m);

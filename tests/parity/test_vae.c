@@ -184,7 +184,7 @@ static void run_case(const vae_case *cc, const char *path, const pd_kernels *kt,
     pd_nchw_to_nhwc(in_nhwc, in, c_in, h, w);
     char label[600];
     snprintf(label, sizeof label, "%s [%s, %s kernels]", cc->name, path, pd_isa_name(kt->isa));
-    pd_nn nn = {kt, pool};
+    pd_nn nn = {.kt = kt, .pool = pool};
     tap_state ts = {label, g, &m, &nn, 0, {{0}}, 0, NULL};
     pd_vae_tap tap = {on_tap, &ts};
     size_t need = cc->decode ? pd_vae_decode_scratch_bytes(cfg, h, w) : pd_vae_encode_scratch_bytes(cfg, h, w);
@@ -437,7 +437,7 @@ static void test_vae_scratch_oom(void) {
     pd_arena_init(&scratch, need / 2);
     static float z[64 * 64 * 4];
     float *img = malloc((size_t)512 * 512 * 3 * sizeof(float));
-    pd_nn nn = {&kt, NULL};
+    pd_nn nn = {.kt = &kt, .pool = NULL};
     CHECK_EQ_INT(pd_vae_decode(&m, &nn, z, 64, 64, img, &scratch, NULL, &err), PD_ERR_OOM);
     CHECK_STR_CONTAINS(err.msg, "MiB");
     CHECK_STR_CONTAINS(err.msg, "64x64");

@@ -256,7 +256,7 @@ static void test_conv_forward(void) {
         for (size_t i = 0; i < n_out; i++) ref_act[i] = silu_d(ref[i]) + res[i];
         float *out = malloc(n_out * sizeof(float)), *out1 = malloc(n_out * sizeof(float));
         for (int p = 0; p < 3; p++) {
-            pd_nn nn = {&kt, pools[p]};
+            pd_nn nn = {.kt = &kt, .pool = pools[p]};
             char what[96];
             snprintf(what, sizeof what, "conv shape %zu, pool %d", si, p);
             pd_conv_forward(&nn, &c, in, s->h, s->w, out, PD_ACT_NONE, NULL);
@@ -311,7 +311,7 @@ static void test_groupnorm(void) {
     for (int silu = 0; silu < 2; silu++) {
         gn_naive(ref, xd, hw, c, groups, gamma, beta, 1e-6, silu);
         for (int p = 0; p < 3; p++) {
-            pd_nn nn = {&kt, pools[p]};
+            pd_nn nn = {.kt = &kt, .pool = pools[p]};
             pd_groupnorm_forward(&nn, &g, y, x, hw, silu);
             check_close("groupnorm", y, ref, (size_t)hw * c, TOL);
             memcpy(y, x, (size_t)hw * c * sizeof(float));
@@ -369,7 +369,7 @@ static void test_banded(void) {
     float *out = malloc(n_out * sizeof(float) * 4);
     CHECK(pd_conv_gn_scratch_bytes(cin, 3, 1, 1, h, w) < n_in * sizeof(float) / 2);   /* banded, not whole */
     for (int p = 0; p < 3; p++) {
-        pd_nn nn = {&kt, pools[p]};
+        pd_nn nn = {.kt = &kt, .pool = pools[p]};
         size_t used0 = scratch.used;
         scratch.used_peak = scratch.used;
         pd_conv_forward_gn(&nn, &c, &g, true, x, h, w, out, PD_ACT_NONE, NULL, &scratch);
@@ -387,7 +387,7 @@ static void test_banded(void) {
             memcpy(uu + ((size_t)y * 2 * uw + xx) * cin, u + ((size_t)(y / 2) * uw + xx / 2) * cin, cin * sizeof(float));
     conv_naive(ref, uu, 2 * uh, 2 * uw, cin, cw, cb, cout, 3, 1, 1, 1, 1, 1, &oh, &ow);
     for (int p = 0; p < 3; p++) {
-        pd_nn nn = {&kt, pools[p]};
+        pd_nn nn = {.kt = &kt, .pool = pools[p]};
         size_t used0 = scratch.used;
         scratch.used_peak = scratch.used;
         pd_upsample2x_conv_forward(&nn, &c, u, uh, uw, out, &scratch);
@@ -497,7 +497,7 @@ static void run_resblock(int cin, int cout, int temb_dim, bool expect_skip) {
     float *out = malloc(hw * cout * sizeof(float) + 64);
     pd_arena scratch = big_arena();
     for (int p = 0; p < 3; p++) {
-        pd_nn nn = {&kt, pools[p]};
+        pd_nn nn = {.kt = &kt, .pool = pools[p]};
         scratch.used_peak = 0;
         pd_resblock_forward(&nn, &rb, x, h, w, temb, out, &scratch);
         char what[96];

@@ -1,0 +1,125 @@
+/*
+ * test_precision.c - the bf16 fast path against the fp32 path (issue 4): every golden
+ * txt2img and img2img case of the tiny SD 1.5 and SDXL models, the LCM UNet cases, run
+ * once with PD_PRECISION_FP32 and once with PD_PRECISION_BF16 (native AMX / AVX512-BF16
+ * kernels where the CPU has them, the bf16 scalar references elsewhere). The 8-bit
+ * images must agree within PSNR >= 35 dB, bf16 against fp32 and bf16 against the
+ * reference image of the case. The bf16 context must really be bf16 (its precision is
+ * reported and its images are not all bit-identical to fp32).
+ *
+ * PSNR = 10 log10(255^2 / MSE) over all RGB values; identical images count as 99 dB.
+ * Under sanitizers every third case runs.
+ */
+#include <math.h>
+
+#include "golden_case.h"
+#include "pipeline/generate.h"
+
+#define MIN_PSNR 35.0
+
+static double psnr_u8(const uint8_t *a, const uint8_t *b, size_t n) {
+    double se = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = (double)a[i] - (double)b[i];
+        se += d * d;
+    }
+    if (se == 0) return 99.0;
+    return 10.0 * log10(255.0 * 255.0 / (se / (double)n));
+}
+
+static pd_ctx *load(const char *model_rel, const char *unet_rel, pd_precision prec) {
+    char path[1024], unet[1024];
+    pd_ctx_params cp = pd_ctx_default_params();
+    cp.precision = prec;
+    cp.n_threads = 2;
+    if (unet_rel) cp.unet_path = golden_model(unet, sizeof unet, unet_rel);
+    pd_ctx *ctx = NULL;
+    pd_error err = {0};
+    if (pd_ctx_load(golden_model(path, sizeof path, model_rel), &cp, &ctx, &err) != PD_OK)
+        PD_FAIL("%s (%s): %s", model_rel, pd_precision_name(prec), err.msg);
+    return ctx;
+}
+
+typedef struct tally {
+    double worst_vs_fp32, worst_vs_ref;
+    int cases, differing;
+} tally;
+
+static void run_case(const char *case_name, pd_ctx *fp32, pd_ctx *bf16, tally *t) {
+    golden_case gc;
+    pd_result *a = NULL, *b = NULL;
+    pd_error err = {0};
+    if (!golden_case_load(case_name, &gc)) goto done;
+    if (pd_generate(fp32, &gc.gp, &a, &err) != PD_OK || pd_generate(bf16, &gc.gp, &b, &err) != PD_OK) {
+        PD_FAIL("%s: %s", case_name, err.msg);
+        goto done;
+    }
+    const pd_image *ia = &a->images[0], *ib = &b->images[0];
+    const size_t n = (size_t)ia->width * (size_t)ia->height * 3;
+    CHECK(ia->width == ib->width && ia->height == ib->height);
+    const double p_fp32 = psnr_u8(ib->rgb, ia->rgb, n);
+    CHECK_MSG(p_fp32 >= MIN_PSNR, "%s: bf16 vs fp32 image PSNR %.1f dB < %.0f", case_name, p_fp32, MIN_PSNR);
+    t->differing += memcmp(ia->rgb, ib->rgb, n) != 0;
+    t->worst_vs_fp32 = PD_MIN(t->worst_vs_fp32, p_fp32);
+    const pd_st_tensor *img = pd_st_find(gc.g, "image_u8");
+    if (img && img->nbytes == n) {
+        const double p_ref = psnr_u8(ib->rgb, img->data, n);
+        CHECK_MSG(p_ref >= MIN_PSNR, "%s: bf16 vs reference image PSNR %.1f dB < %.0f", case_name, p_ref, MIN_PSNR);
+        t->worst_vs_ref = PD_MIN(t->worst_vs_ref, p_ref);
+    }
+    t->cases++;
+done:
+    pd_result_free(a);
+    pd_result_free(b);
+    golden_case_free(&gc);
+}
+
+static void run_model(const char *model, const char *unet, const char *const *prefixes, size_t n_prefixes) {
+    PD_REQUIRE_GOLDEN();
+    char file_rel[128];
+    snprintf(file_rel, sizeof file_rel, "%s.safetensors", model);
+    pd_ctx *fp32 = load(file_rel, NULL, PD_PRECISION_FP32);
+    pd_ctx *bf16 = load(file_rel, NULL, PD_PRECISION_BF16);
+    if (unet) {
+        pd_ctx_free(fp32);
+        pd_ctx_free(bf16);
+        fp32 = load(model, unet, PD_PRECISION_FP32);
+        bf16 = load(model, unet, PD_PRECISION_BF16);
+    }
+    if (!fp32 || !bf16) goto done;
+    CHECK_EQ_INT(pd_ctx_precision(fp32), PD_PRECISION_FP32);
+    CHECK_EQ_INT(pd_ctx_precision(bf16), PD_PRECISION_BF16);
+    tally t = {99.0, 99.0, 0, 0};
+    const int step = PD_SANITIZED_BUILD ? 3 : 1;
+    for (size_t p = 0; p < n_prefixes; p++) {
+        char *cases[128], model_under[128];
+        snprintf(model_under, sizeof model_under, "%s_", unet ? unet : model);
+        const int n = golden_list_cases(prefixes[p], model_under, cases, 128);
+        CHECK_MSG(n > 0, "no %s%s cases", prefixes[p], model_under);
+        for (int i = 0; i < n; i++) {
+            if (i % step == 0) run_case(cases[i], fp32, bf16, &t);
+            free(cases[i]);
+        }
+    }
+    CHECK_MSG(t.differing > 0, "%s: bf16 images are all identical to fp32: is bf16 really used?", model);
+    fprintf(stderr, "  %s%s%s (%s kernels): %d cases, %d differ from fp32; worst PSNR bf16 vs fp32 %.1f dB, "
+            "vs reference %.1f dB\n", model, unet ? " + " : "", unet ? unet : "", pd_isa_name(pd_ctx_isa(bf16)),
+            t.cases, t.differing, t.worst_vs_fp32, t.worst_vs_ref);
+done:
+    pd_ctx_free(fp32);
+    pd_ctx_free(bf16);
+}
+
+static const char *const TXT_IMG[] = {"txt2img_", "img2img_"};
+static const char *const LCM[] = {"lcm_txt2img_"};
+
+static void test_sd15(void) { run_model("tiny-sd15", NULL, TXT_IMG, PD_COUNT(TXT_IMG)); }
+static void test_sdxl(void) { run_model("tiny-sdxl", NULL, TXT_IMG, PD_COUNT(TXT_IMG)); }
+static void test_lcm(void) { run_model("tiny-sd15", "tiny-sd15-lcm-unet", LCM, PD_COUNT(LCM)); }
+
+int main(void) {
+    PD_RUN(test_sd15);
+    PD_RUN(test_sdxl);
+    PD_RUN(test_lcm);
+    return pd_test_summary();
+}
