@@ -3,9 +3,9 @@
  * layernorm.inc, softmax.inc, act.inc, groupnorm.inc, geglu.inc) on real model shapes,
  * with warmup and best-of-N timing.
  *
- *   bench_kernels [--isa NAME] [--op gemm|gemm_bf16|conv|attention|layernorm|softmax|act|
- *                 groupnorm|geglu|all] [--quick] [--threads N] [--filter SUBSTR] [--cpu-clock]
- *                 [shapes.txt ...]
+ *   bench_kernels [--isa NAME] [--op gemm|gemm_bf16|conv|conv_bf16|attention|attention_bf16|
+ *                 layernorm|softmax|act|groupnorm|geglu|all] [--quick] [--threads N]
+ *                 [--filter SUBSTR] [--cpu-clock] [shapes.txt ...]
  *
  * GEMM and conv shapes come from the .txt files in bench/shapes (default:
  * PD_SOURCE_DIR/bench/shapes), one per line, '#' starts a comment:
@@ -19,9 +19,13 @@
  * when causal) and % of this machine's peak for that ISA, measured here with a
  * register-resident FMA loop on one core (x threads). Convs split output rows across
  * threads. Norms and activations report GB/s (bytes read + written once).
- * gemm_bf16 (AMX only: gemm_bf16.h, not yet in the dispatch table) runs on the same
- * GEMM shapes and reports % of the measured single-core AMX bf16 peak (a register-resident
- * _tile_dpbf16ps loop, 16 x 16 x 32 x 2 FLOPs per instruction).
+ * gemm_bf16 / conv_bf16 (gemm_bf16.inc: AMX and AVX512-BF16 variants, plus the AMX nr = 16
+ * GEMM) run on the same GEMM / conv shapes and report % of the measured single-core bf16
+ * peak of their ISA: a register-resident _tile_dpbf16ps loop (16 x 16 x 32 x 2 FLOPs per
+ * instruction) for AMX, a vdpbf16ps loop (16 x 2 x 2 FLOPs) for AVX512-BF16; --isa amx or
+ * --isa avx512 selects one of the two.
+ * attention_bf16 runs the attention_bf16.inc variants on the attention shapes, split
+ * into (head, rows-block) tasks as pd_nn_attention does, against the same AMX bf16 peak.
  * Not a test: no thresholds, not run by ctest.
  */
 #include <dirent.h>
@@ -207,6 +211,7 @@ __attribute__((target("avx512f"))) static double peak_avx512(void) {
 
 static double g_peak[PD_ISA_NEON + 1];  /* single-core fp32 FLOP/s per ISA (0: unknown) */
 static double g_peak_amx_bf16;           /* single-core AMX bf16 FLOP/s (0: unknown) */
+static double g_peak_avx512_bf16;        /* single-core vdpbf16ps FLOP/s (0: unknown) */
 
 #if defined(__x86_64__)
 /* 4 independent accumulator tiles fed by 2 A and 2 B tiles that stay in registers. */
@@ -247,6 +252,23 @@ __attribute__((target("amx-tile,amx-bf16"))) static double peak_amx_bf16(void) {
     g_sink += buf[0];
     return (double)iters * 4 * 16 * 16 * 32 * 2 / t;
 }
+
+/* 24 independent accumulators (vdpbf16ps: 16 lanes x 2 products x 2 FLOPs). */
+__attribute__((target("avx512f,avx512bf16"))) static double peak_avx512_bf16(void) {
+    __m512 acc[24];
+    for (int i = 0; i < 24; i++) acc[i] = _mm512_set1_ps((float)i);
+    __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16((short)(0x3f80 + (int)g_sink));
+    const long iters = PEAK_ITERS / 2;
+    double t0 = now_s();
+    for (long it = 0; it < iters; it++) {
+#pragma GCC unroll 24
+        for (int i = 0; i < 24; i++) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+        __asm__ volatile("" : "+v"(a));
+    }
+    double t = now_s() - t0;
+    for (int i = 0; i < 24; i++) g_sink += _mm512_cvtss_f32(acc[i]);
+    return (double)iters * 24 * 16 * 4 / t;
+}
 #endif
 
 static double best_of(double (*fn)(void)) {
@@ -266,8 +288,10 @@ static void measure_peaks(const opts *o) {
     if (pd_cpu_supports(&o->cpu, PD_ISA_AVX2)) g_peak[PD_ISA_AVX2] = best_of(peak_avx2);
     if (pd_cpu_supports(&o->cpu, PD_ISA_AVX512)) g_peak[PD_ISA_AVX512] = best_of(peak_avx512);
     g_peak[PD_ISA_AMX] = g_peak[PD_ISA_AVX512];  /* fp32 kernels of an AMX table */
-    if (pd_cpu_supports(&o->cpu, PD_ISA_AMX) && (want_op(o, "gemm_bf16")))
-        g_peak_amx_bf16 = best_of(peak_amx_bf16);
+    const bool bf16_ops = want_op(o, "gemm_bf16") || want_op(o, "conv_bf16");
+    if (pd_cpu_supports(&o->cpu, PD_ISA_AMX) && bf16_ops) g_peak_amx_bf16 = best_of(peak_amx_bf16);
+    if (pd_cpu_supports(&o->cpu, PD_ISA_AVX512) && o->cpu.avx512bf16 && bf16_ops)
+        g_peak_avx512_bf16 = best_of(peak_avx512_bf16);
 #else
     (void)o;
 #endif
@@ -276,6 +300,8 @@ static void measure_peaks(const opts *o) {
         if (g_peak[i] > 0) printf(" %s %.1f GFLOP/s", pd_isa_name((pd_isa)i), g_peak[i] * 1e-9);
     printf("\n");
     if (g_peak_amx_bf16 > 0) printf("# measured single-core AMX bf16 peak: %.1f GFLOP/s\n", g_peak_amx_bf16 * 1e-9);
+    if (g_peak_avx512_bf16 > 0)
+        printf("# measured single-core AVX512-BF16 (vdpbf16ps) peak: %.1f GFLOP/s\n", g_peak_avx512_bf16 * 1e-9);
 }
 
 static bool want_isa(const opts *o, pd_isa isa) {
@@ -327,56 +353,58 @@ static void gemm_call(void *arg) {
     pd_pool_run(r->pool, gemm_task, r);
 }
 
-/* ---- bf16 GEMM (AMX) ---------------------------------------------------------------------- */
+/* ---- bf16 GEMM and conv (AMX, AVX512-BF16) ------------------------------------------------ */
 
-static const struct { const char *name; void (*fn)(const pd_gemm_args *); int nr; } GEMM_BF16[] = {
+/* gemm_bf16.inc (the scalar references only with --isa scalar) plus the AMX nr = 16
+ * GEMM, which no table uses. % peak: of the measured AMX or vdpbf16ps peak. GEMMs split
+ * columns by panels across threads (gemm_task), convs output rows (conv_task). */
+typedef struct bf16_variant {
+    pd_isa isa;
+    const char *gemm_name, *conv_name;
+    void (*gemm)(const pd_gemm_args *);
+    void (*conv)(const pd_conv_args *);
+    int nr;
+} bf16_variant;
+
+static const bf16_variant BF16_VARIANTS[] = {
+#define PD_KERNEL(isa, gemm, conv, nr) {isa, #gemm, #conv, gemm, conv, nr},
+#include "kernels/gemm/gemm_bf16.inc"
+#undef PD_KERNEL
 #if defined(__x86_64__)
-    {"pd_bf16_gemm_32x32__amx", pd_bf16_gemm_32x32__amx, 32},
-    {"pd_bf16_gemm_32x16__amx", pd_bf16_gemm_32x16__amx, 16},
+    {PD_ISA_AMX, "pd_bf16_gemm_32x16__amx", NULL, pd_bf16_gemm_32x16__amx, NULL, 16},
 #endif
-    {NULL, NULL, 0},   /* end (the list is empty on non-x86 builds) */
 };
 
-typedef struct bf16_run {
-    void (*fn)(const pd_gemm_args *);
-    pd_gemm_args args;
-    pd_pool *pool;
-} bf16_run;
-
-static void bf16_task(void *arg, int ith, int nth) {
-    const bf16_run *r = arg;
-    int nr = r->args.w->nr, panels = (r->args.n1 + nr - 1) / nr;
-    int p0 = panels * ith / nth, p1 = panels * (ith + 1) / nth;
-    if (p0 >= p1) return;
-    pd_gemm_args a = r->args;
-    a.n0 = p0 * nr;
-    a.n1 = p1 * nr < r->args.n1 ? p1 * nr : r->args.n1;
-    r->fn(&a);
+/* --isa amx: the AMX entries; --isa avx512: the AVX512-BF16 ones; no --isa: both. */
+static bool want_bf16(const opts *o, pd_isa isa) {
+    if (isa == PD_ISA_AMX && !pd_cpu_supports(&o->cpu, PD_ISA_AMX)) return false;
+    if (isa == PD_ISA_AVX512 && !(pd_cpu_supports(&o->cpu, PD_ISA_AVX512) && o->cpu.avx512bf16)) return false;
+    if (o->amx_asked) return isa == PD_ISA_AMX;
+    if (o->isa >= 0) return isa == (pd_isa)o->isa;
+    return isa != PD_ISA_SCALAR;
 }
 
-static void bf16_call(void *arg) {
-    bf16_run *r = arg;
-    pd_pool_run(r->pool, bf16_task, r);
+static double bf16_peak(pd_isa isa) {
+    return isa == PD_ISA_AMX ? g_peak_amx_bf16 : isa == PD_ISA_AVX512 ? g_peak_avx512_bf16 : 0.0;
 }
 
 static void bench_gemm_bf16_shape(const opts *o, const char *name, int m, int n, int k, const float *a,
                                   const float *w, const float *bias, float *c, const char *dims) {
-    if (!pd_cpu_supports(&o->cpu, PD_ISA_AMX) || (o->isa >= 0 && !o->amx_asked)) return;
-    for (size_t v = 0; GEMM_BF16[v].fn; v++) {
+    for (size_t v = 0; v < PD_COUNT(BF16_VARIANTS); v++) {
+        const bf16_variant *bv = &BF16_VARIANTS[v];
+        if (!want_bf16(o, bv->isa)) continue;
         pd_packed_w pw;
         pd_error err;
-        if (pd_bf16_gemm_pack(&pw, GEMM_BF16[v].nr, w, PD_DTYPE_F32, (size_t)k, n, k, bias, PD_DTYPE_F32,
-                              &err) != PD_OK) {
+        if (pd_bf16_gemm_pack(&pw, bv->nr, w, PD_DTYPE_F32, (size_t)k, n, k, bias, PD_DTYPE_F32, &err) != PD_OK) {
             fprintf(stderr, "pack: %s\n", err.msg);
             continue;
         }
-        bf16_run r = {GEMM_BF16[v].fn,
+        gemm_run r = {bv->gemm,
                       {.m = m, .n0 = 0, .n1 = n, .a = a, .lda = (size_t)k, .w = &pw, .c = c,
                        .ldc = (size_t)n, .act = PD_ACT_NONE},
                       o->pool};
-        double t = time_best(bf16_call, &r, o);
-        report_peak("gemm_bf16", GEMM_BF16[v].name, name, dims, t, 2.0 * m * n * k,
-                    g_peak_amx_bf16 * o->threads);
+        double t = time_best(gemm_call, &r, o);
+        report_peak("gemm_bf16", bv->gemm_name, name, dims, t, 2.0 * m * n * k, bf16_peak(bv->isa) * o->threads);
         pd_packed_w_free(&pw);
     }
 }
@@ -441,7 +469,7 @@ static void bench_conv_shape(const opts *o, const char *name, int h, int w, int 
     char dims[96];
     snprintf(dims, sizeof dims, "%dx%dx%d>%d k%ds%d", h, w, cin, cout, k, stride);
     const double flops = 2.0 * oh * ow * cout * (double)kk;
-    for (size_t v = 0; v < PD_COUNT(CONV); v++) {
+    for (size_t v = 0; v < PD_COUNT(CONV) && want_op(o, "conv"); v++) {
         if (!want_isa(o, CONV[v].isa)) continue;
         pd_packed_w pw;
         pd_error err;
@@ -456,6 +484,24 @@ static void bench_conv_shape(const opts *o, const char *name, int h, int w, int 
                       o->pool};
         double t = time_best(conv_call, &r, o);
         report("conv", CONV[v].name, name, dims, t, flops, CONV[v].isa, o);
+        pd_packed_w_free(&pw);
+    }
+    for (size_t v = 0; v < PD_COUNT(BF16_VARIANTS) && want_op(o, "conv_bf16"); v++) {
+        const bf16_variant *bv = &BF16_VARIANTS[v];
+        if (!bv->conv || !want_bf16(o, bv->isa)) continue;
+        pd_packed_w pw;
+        pd_error err;
+        if (pd_bf16_conv_pack(&pw, bv->nr, wt, PD_DTYPE_F32, cout, cin, k, k, bias, PD_DTYPE_F32, &err) != PD_OK) {
+            fprintf(stderr, "pack: %s\n", err.msg);
+            continue;
+        }
+        conv_run r = {bv->conv,
+                      {.ih = h, .iw = w, .cin = cin, .oh = oh, .ow = ow, .kh = k, .kw = k, .stride = stride,
+                       .pad_t = pad[0], .pad_l = pad[1], .oy0 = 0, .oy1 = oh, .n0 = 0, .n1 = cout,
+                       .in = in, .w = &pw, .out = out, .act = PD_ACT_NONE},
+                      o->pool};
+        double t = time_best(conv_call, &r, o);
+        report_peak("conv_bf16", bv->conv_name, name, dims, t, flops, bf16_peak(bv->isa) * o->threads);
         pd_packed_w_free(&pw);
     }
     free(in);
@@ -473,7 +519,7 @@ static bool conv_line(const char *line, const opts *o) {
                    &pad[0], &pad[1], &pad[2], &pad[3]);
     if (n < 7) return false;
     if (n < 11) pad[0] = pad[1] = pad[2] = pad[3] = k / 2;
-    if (!want_op(o, "conv") || !want_shape(o, name)) return true;
+    if ((!want_op(o, "conv") && !want_op(o, "conv_bf16")) || !want_shape(o, name)) return true;
     if (h <= 0 || w <= 0 || cin <= 0 || cout <= 0 || k <= 0 || stride <= 0) return true;
     if (o->quick && 2.0 * h * w * cout * k * k * (double)cin / (stride * stride) > 2e10) return true;
     bench_conv_shape(o, name, h, w, cin, cout, k, stride, pad);
@@ -611,6 +657,85 @@ static void bench_attention(const opts *o) {
         free(out);
     }
 }
+
+/* ---- attention_bf16 (attention_bf16.inc) ------------------------------------------------
+ * The bf16 variants on the attention shapes, split like pd_nn_attention: tasks of (head,
+ * block of the variant's rows queries), contiguous runs of tasks per thread. FLOPs as
+ * for attention (head_dim unpadded); % of the measured AMX bf16 peak x threads. */
+
+#if defined(__x86_64__)
+static const struct { pd_isa isa; const char *name; void (*fn)(const pd_attn_args *); int rows; } ATTN_BF16[] = {
+#define PD_KERNEL(isa, fn, rows) {isa, #fn, fn, rows},
+#include "kernels/attention/attention_bf16.inc"
+#undef PD_KERNEL
+    {PD_ISA_SCALAR, NULL, NULL, 0},
+};
+
+typedef struct attn_bf16_run {
+    void (*fn)(const pd_attn_args *);
+    pd_attn_args args;
+    int rows, n_qb, n_tasks;
+    pd_pool *pool;
+} attn_bf16_run;
+
+static void attn_bf16_task(void *arg, int ith, int nth) {
+    const attn_bf16_run *r = arg;
+    int t0 = (int)((int64_t)r->n_tasks * ith / nth), t1 = (int)((int64_t)r->n_tasks * (ith + 1) / nth);
+    for (int t = t0; t < t1; t++) {
+        pd_attn_args a = r->args;
+        a.h0 = t / r->n_qb;
+        a.h1 = a.h0 + 1;
+        a.q0 = t % r->n_qb * r->rows;
+        a.q1 = PD_MIN(a.q0 + r->rows, a.n_q);
+        r->fn(&a);
+    }
+}
+
+static void attn_bf16_call(void *arg) {
+    attn_bf16_run *r = arg;
+    pd_pool_run(r->pool, attn_bf16_task, r);
+}
+
+static void bench_attention_bf16(const opts *o) {
+    if (!pd_cpu_supports(&o->cpu, PD_ISA_AMX)) return;
+    if (g_peak_amx_bf16 <= 0) {
+        g_peak_amx_bf16 = best_of(peak_amx_bf16);
+        printf("# measured single-core AMX bf16 peak: %.1f GFLOP/s\n", g_peak_amx_bf16 * 1e-9);
+    }
+    for (size_t s = 0; s < PD_COUNT(ATTN_SHAPES); s++) {
+        const attn_shape *sh = &ATTN_SHAPES[s];
+        if (!want_shape(o, sh->name)) continue;
+        int heads = o->quick ? 1 : sh->heads;
+        size_t ld = (size_t)sh->heads * sh->dim;
+        float *q = alloc_rand((size_t)sh->n_q * ld), *k = alloc_rand((size_t)sh->n_kv * ld);
+        float *v = alloc_rand((size_t)sh->n_kv * ld), *out = alloc_rand((size_t)sh->n_q * ld);
+        double pairs = sh->causal ? 0.5 * sh->n_q * (sh->n_q + 1.0) : (double)sh->n_q * sh->n_kv;
+        double flops = 4.0 * pairs * sh->dim * heads;
+        char dims[64];
+        snprintf(dims, sizeof dims, "%dh %dx%d d%d%s", heads, sh->n_q, sh->n_kv, sh->dim, sh->causal ? " c" : "");
+        for (size_t vi = 0; ATTN_BF16[vi].fn; vi++) {
+            if (!pd_cpu_supports(&o->cpu, ATTN_BF16[vi].isa)) continue;
+            const int rows = ATTN_BF16[vi].rows, n_qb = (sh->n_q + rows - 1) / rows;
+            attn_bf16_run r = {ATTN_BF16[vi].fn,
+                               {.n_q = sh->n_q, .n_kv = sh->n_kv, .head_dim = sh->dim, .q0 = 0,
+                                .q1 = sh->n_q, .h0 = 0, .h1 = heads, .q = q, .q_ld = ld,
+                                .q_hs = (size_t)sh->dim, .k = k, .k_ld = ld, .k_hs = (size_t)sh->dim,
+                                .v = v, .v_ld = ld, .v_hs = (size_t)sh->dim, .o = out, .o_ld = ld,
+                                .o_hs = (size_t)sh->dim, .scale = 1.0f / sqrtf((float)sh->dim),
+                                .causal = sh->causal},
+                               rows, n_qb, heads * n_qb, o->pool};
+            double t = time_best(attn_bf16_call, &r, o);
+            report_peak("attn_bf16", ATTN_BF16[vi].name, sh->name, dims, t, flops, g_peak_amx_bf16 * o->threads);
+        }
+        free(q);
+        free(k);
+        free(v);
+        free(out);
+    }
+}
+#else
+static void bench_attention_bf16(const opts *o) { (void)o; }
+#endif
 
 /* ---- layer norm, softmax, activations (single thread, GB/s) ----------------------------- */
 
@@ -775,7 +900,7 @@ static void bench_geglu(const opts *o) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: bench_kernels [--isa scalar|avx2|avx512|amx|neon] [--op gemm|gemm_bf16|conv|attention|layernorm|"
+            "usage: bench_kernels [--isa scalar|avx2|avx512|amx|neon] [--op gemm|gemm_bf16|conv|conv_bf16|attention|attention_bf16|layernorm|"
             "softmax|act|groupnorm|geglu|all]\n                     [--quick] [--threads N] [--filter SUBSTR] [--cpu-clock]"
             " [shapes.txt ...]\n");
 }
@@ -827,13 +952,14 @@ int main(int argc, char **argv) {
     }
     measure_peaks(&o);
     int rc = 0;
-    if (want_op(&o, "gemm") || want_op(&o, "gemm_bf16") || want_op(&o, "conv")) {
+    if (want_op(&o, "gemm") || want_op(&o, "gemm_bf16") || want_op(&o, "conv") || want_op(&o, "conv_bf16")) {
         if (n_files)
             for (int i = 0; i < n_files; i++) rc |= load_shapes(files[i], &o);
         else
             rc |= bench_gemm_dir(&o, PD_SOURCE_DIR "/bench/shapes");
     }
     if (want_op(&o, "attention")) bench_attention(&o);
+    if (want_op(&o, "attention_bf16")) bench_attention_bf16(&o);
     if (o.threads == 1) {
         if (want_op(&o, "layernorm")) bench_rows(&o, 0);
         if (want_op(&o, "softmax")) bench_rows(&o, 1);

@@ -1,17 +1,20 @@
 /*
- * test_gemm_bf16.c - pd_bf16_gemm_pack, the bf16 reference and the AMX bf16 GEMM.
+ * test_gemm_bf16.c - pd_bf16_gemm_pack, the bf16 reference and the bf16 GEMM variants
+ * (AMX 32x32 and 32x16, AVX512-BF16 8x32).
  *
  *   - the pack layout (VNNI pairs, k padding, column padding) element by element, for
  *     F32/F16/BF16 sources and both panel widths, and its error paths;
  *   - the bf16 reference against the fp32 reference (pd_f32_gemm__ref) with a bf16
  *     tolerance (1e-2 of max |ref|: A and W each rounded to 8 significant bits);
- *   - the AMX variants against the bf16 reference (identical bf16 inputs, only the fp32
+ *   - every variant against the bf16 reference (identical bf16 inputs, only the fp32
  *     summation order differs: 1e-5 of max |ref|) on awkward shapes (m, n, k not
- *     multiples of the tiles), column splits (n0 > 0, n1 inside a panel), padded
+ *     multiples of the tiles), column splits (n0 > 0, n1 inside a panel, several column
+ *     blocks), k over several k blocks (accumulators kept between them), padded
  *     strides, misaligned pointers, residual (separate and aliasing c), all
  *     activations, and F16/BF16/F32 weights. Every call proves it wrote nothing outside
  *     C[0..m) x [n0..n1) (sentinels).
- * The AMX tests PD_SKIP when the CPU or the OS lacks AMX (pd_cpu_supports(PD_ISA_AMX)).
+ * A variant is skipped when the CPU or the OS lacks its ISA (AMX-BF16; AVX-512 +
+ * AVX512-BF16); the variant tests PD_SKIP when none runs.
  */
 #include <limits.h>
 
@@ -21,25 +24,41 @@
 #include "kernels/gemm/gemm.h"
 #include "kernels/gemm/gemm_bf16.h"
 
-#define AMX_TOL 1e-5
+#define VAR_TOL 1e-5
 #define BF16_TOL 1e-2
 
 typedef struct variant {
+    pd_isa isa;
     const char *name;
     void (*fn)(const pd_gemm_args *args);
     int nr;
 } variant;
 
-static const variant AMX_VARIANTS[] = {
+/* gemm_bf16.inc minus the reference, plus the AMX nr = 16 GEMM no table uses. */
+static const variant INC_VARIANTS[] = {
+#define PD_KERNEL(isa, gemm, conv, nr) {isa, #gemm, gemm, nr},
+#include "kernels/gemm/gemm_bf16.inc"
+#undef PD_KERNEL
 #if defined(__x86_64__)
-    {"pd_bf16_gemm_32x32__amx", pd_bf16_gemm_32x32__amx, 32},
-    {"pd_bf16_gemm_32x16__amx", pd_bf16_gemm_32x16__amx, 16},
-#else
-    {NULL, NULL, 0},
+    {PD_ISA_AMX, "pd_bf16_gemm_32x16__amx", pd_bf16_gemm_32x16__amx, 16},
 #endif
 };
+#define VARIANTS (INC_VARIANTS + 1)
+#define N_VARIANTS (PD_COUNT(INC_VARIANTS) - 1)
 
-static bool amx_ok(void) { return AMX_VARIANTS[0].fn && kt_isa_supported(PD_ISA_AMX); }
+static bool variant_ok(const variant *v) {
+    if (!kt_isa_supported(v->isa)) return false;
+    if (v->isa != PD_ISA_AVX512) return true;
+    pd_cpu_features f;
+    pd_cpu_detect(&f);
+    return f.avx512bf16;
+}
+
+static bool any_ok(void) {
+    for (size_t v = 0; v < N_VARIANTS; v++)
+        if (variant_ok(&VARIANTS[v])) return true;
+    return false;
+}
 
 enum { RES_NONE, RES_SEPARATE, RES_ALIAS };
 
@@ -212,19 +231,19 @@ static double compare(const gemm_data *d, const float *got, const float *ref, co
     return err;
 }
 
-/* Every AMX variant vs the bf16 reference on one case (packed with the variant's nr;
- * n0 must be a multiple of every nr tested, or the variant is skipped). */
+/* Every supported variant vs the bf16 reference on one case (packed with the
+ * variant's nr; a variant whose nr does not divide n0 is skipped). */
 static void check_case(const gemm_case *c) {
     gemm_data d;
     data_make(&d, c);
-    for (size_t v = 0; v < PD_COUNT(AMX_VARIANTS); v++) {
-        int nr = AMX_VARIANTS[v].nr;
-        if (c->n0 % nr) continue;
+    for (size_t v = 0; v < N_VARIANTS; v++) {
+        int nr = VARIANTS[v].nr;
+        if (c->n0 % nr || !variant_ok(&VARIANTS[v])) continue;
         pd_packed_w pw;
         if (!pack(&pw, &d, nr)) continue;
         float *ref = run_bf16(pd_bf16_gemm__ref, &d, &pw);
-        float *got = run_bf16(AMX_VARIANTS[v].fn, &d, &pw);
-        compare(&d, got, ref, AMX_VARIANTS[v].name, AMX_TOL);
+        float *got = run_bf16(VARIANTS[v].fn, &d, &pw);
+        compare(&d, got, ref, VARIANTS[v].name, VAR_TOL);
         kt_free(ref, c->misalign);
         kt_free(got, c->misalign);
         pd_packed_w_free(&pw);
@@ -325,10 +344,10 @@ static void test_ref_vs_f32(void) {
             }
 }
 
-/* ---- AMX ---------------------------------------------------------------------------- */
+/* ---- variants ----------------------------------------------------------------------- */
 
-static void test_amx_shapes(void) {
-    if (!amx_ok()) PD_SKIP("CPU or OS lacks AMX-BF16");
+static void test_variant_shapes(void) {
+    if (!any_ok()) PD_SKIP("no bf16 GEMM variant runs on this CPU");
     static const int ms[] = {1, 3, 15, 16, 17, 33, 77, 100};
     static const int ns[] = {1, 15, 16, 17, 31, 32, 33, 100};
     static const int ks[] = {1, 2, 31, 32, 33, 100, 768};
@@ -351,8 +370,8 @@ static void test_amx_shapes(void) {
 
 /* n0 at panel boundaries (including the last, partial panel), n1 inside a panel, and
  * column ranges wider than one column block (NB = 256). */
-static void test_amx_column_splits(void) {
-    if (!amx_ok()) PD_SKIP("CPU or OS lacks AMX-BF16");
+static void test_variant_column_splits(void) {
+    if (!any_ok()) PD_SKIP("no bf16 GEMM variant runs on this CPU");
     kt_seed(13);
     const int n = 600;
     const int ranges[][2] = {
@@ -367,8 +386,8 @@ static void test_amx_column_splits(void) {
     }
 }
 
-static void test_amx_activations(void) {
-    if (!amx_ok()) PD_SKIP("CPU or OS lacks AMX-BF16");
+static void test_variant_activations(void) {
+    if (!any_ok()) PD_SKIP("no bf16 GEMM variant runs on this CPU");
     kt_seed(17);
     for (int act = 0; act < 4; act++)
         for (int res = RES_NONE; res <= RES_ALIAS; res++) {
@@ -379,32 +398,37 @@ static void test_amx_activations(void) {
         }
 }
 
-/* Several k blocks (KC = 512) and row tiles: accumulators reloaded between k blocks. */
-static void test_amx_long_k(void) {
-    if (!amx_ok()) PD_SKIP("CPU or OS lacks AMX-BF16");
+/* Several k blocks (k > 1600) and row blocks: accumulators kept between k blocks; a
+ * wide n with long k makes several column blocks. */
+static void test_variant_long_k(void) {
+    if (!any_ok()) PD_SKIP("no bf16 GEMM variant runs on this CPU");
     kt_seed(19);
-    gemm_case c = {.m = 70, .n = 300, .k = 1500, .n0 = 0, .n1 = 300, .act = PD_ACT_SILU, .bias = true,
+    gemm_case c = {.m = 70, .n = 300, .k = 1700, .n0 = 0, .n1 = 300, .act = PD_ACT_SILU, .bias = true,
                    .res = RES_ALIAS, .lda_pad = 5, .misalign = 1, .wdt = PD_DTYPE_F16, .a_scale = 1.0f};
     check_case(&c);
+    gemm_case c2 = {.m = 33, .n = 200, .k = 5000, .n0 = 32, .n1 = 190, .act = PD_ACT_GELU, .bias = true,
+                    .res = RES_SEPARATE, .ldres_pad = 3, .wdt = PD_DTYPE_BF16, .a_scale = 1.0f};
+    check_case(&c2);
 }
 
 /* m = 0 and empty column ranges write nothing; the tiles are released after a call
  * (a second call with another config still works). */
-static void test_amx_empty(void) {
-    if (!amx_ok()) PD_SKIP("CPU or OS lacks AMX-BF16");
+static void test_variant_empty(void) {
+    if (!any_ok()) PD_SKIP("no bf16 GEMM variant runs on this CPU");
     kt_seed(23);
     gemm_case cs[] = {
         {.m = 0, .n = 20, .k = 5, .n0 = 0, .n1 = 20, .wdt = PD_DTYPE_F32, .a_scale = 1.0f},
         {.m = 3, .n = 20, .k = 5, .n0 = 0, .n1 = 0, .wdt = PD_DTYPE_F32, .a_scale = 1.0f},
     };
     for (size_t i = 0; i < PD_COUNT(cs); i++)
-        for (size_t v = 0; v < PD_COUNT(AMX_VARIANTS); v++) {
+        for (size_t v = 0; v < N_VARIANTS; v++) {
+            if (!variant_ok(&VARIANTS[v])) continue;
             gemm_data d;
             data_make(&d, &cs[i]);
             pd_packed_w pw;
-            if (pack(&pw, &d, AMX_VARIANTS[v].nr)) {
-                float *got = run_bf16(AMX_VARIANTS[v].fn, &d, &pw);
-                compare(&d, got, d.c_init, AMX_VARIANTS[v].name, AMX_TOL);
+            if (pack(&pw, &d, VARIANTS[v].nr)) {
+                float *got = run_bf16(VARIANTS[v].fn, &d, &pw);
+                compare(&d, got, d.c_init, VARIANTS[v].name, VAR_TOL);
                 kt_free(got, 0);
                 pd_packed_w_free(&pw);
             }
@@ -416,10 +440,10 @@ int main(void) {
     PD_RUN(test_pack_layout);
     PD_RUN(test_pack_errors);
     PD_RUN(test_ref_vs_f32);
-    PD_RUN(test_amx_shapes);
-    PD_RUN(test_amx_column_splits);
-    PD_RUN(test_amx_activations);
-    PD_RUN(test_amx_long_k);
-    PD_RUN(test_amx_empty);
+    PD_RUN(test_variant_shapes);
+    PD_RUN(test_variant_column_splits);
+    PD_RUN(test_variant_activations);
+    PD_RUN(test_variant_long_k);
+    PD_RUN(test_variant_empty);
     return pd_test_summary();
 }

@@ -33,4 +33,19 @@ void pd_f32_attention__ref(const pd_attn_args *args);
 void pd_f32_attention_6x64__avx2(const pd_attn_args *args);
 void pd_f32_attention_6x64__avx512(const pd_attn_args *args);
 
+/* bf16 arithmetic (attention_bf16.inc; the bf16 table's attention_f32): Q, K, V and the
+ * softmax weights P rounded to bf16 (round to nearest even, fp32 denormals read as
+ * zero), products accumulated in fp32, softmax in fp32, fp32 output. Same contract as
+ * above (any head_dim up to 512, tails, causal, sub-ranges, strides, n_kv = 0).
+ * The reference rounds p = bf16(exp(s - max)) against the global max and sums in
+ * double; the AMX variant (attention_bf16_amx.c) rounds against its running max and
+ * normalises by the sum of its rounded weights, so each weight may differ from the
+ * reference's by one bf16 step: |O - ref| <= 2^-7 max|V| (seen: ~2.5e-3 max|V|). Versus
+ * the fp32 reference: ~1e-2 max|V| (bf16 V and P), plus the bf16 rounding of Q and K
+ * moving the scores (2^-8 scale sum_d |q_d k_d| at worst), which dominates only for
+ * large scores. The AMX variant needs pd_cpu_supports(PD_ISA_AMX), uses ~192 KiB of
+ * stack, and sets MXCSR FTZ|DAZ for the duration of the call (restored). */
+void pd_bf16_attention__ref(const pd_attn_args *args);
+void pd_bf16_attention_32x128__amx(const pd_attn_args *args);
+
 #endif

@@ -28,24 +28,28 @@
  * Convolution (pd_bf16_conv_pack): the same layout for the [cout, kh*kw*cin] weight with
  * k index (ky*kw + kx)*cin + ci (as conv.h), padded to kp as a whole (not per tap);
  * the conv variants compute pd_conv_args exactly like the fp32 ones, with A = the
- * implicit im2col rows rounded to bf16.
+ * implicit im2col rows rounded to bf16 (how they get there: gemm_bf16_blocked.h).
  *
  * Every variant pd_bf16_gemm_<MR>x<NR>__<isa> (and pd_bf16_conv_*):
  *   - requires w->nr == NR, n0 % NR == 0 (or n0 == 0), 0 <= n0 <= n1 <= w->n (asserted);
  *     the reference pd_bf16_gemm__ref reads any nr (16 or 32);
  *   - handles any m >= 0, any k >= 1, any lda/ldc/ldres and pointer alignment; reads A
- *     only inside its rows (masked loads), writes only C[0..m) x [n0..n1);
- *   - never allocates; uses up to ~100 KiB of stack.
+ *     only inside its rows (masked loads), writes only C[0..m) x [n0..n1); the conv
+ *     variants any cin, kernel size, stride, padding and row range [oy0, oy1), reading
+ *     the input only inside the image;
+ *   - never allocates; uses ~140 KiB of stack (the driver's buffers).
  * AMX variants need pd_cpu_supports(PD_ISA_AMX) (amx_bf16 and the OS permission
  * granted by pd_cpu_detect). They configure the tiles on entry and release them
  * (_tile_release) before returning, so a thread may call anything else in between.
+ * AVX512-BF16 variants need AVX-512 (F, BW, VL) and avx512bf16.
  *
- * Accuracy: the reference accumulates exact bf16 products in double; AMX accumulates
- * in fp32 (order: pairs, then k-steps). Identical bf16 inputs, so the difference is fp32
- * summation order only (~1e-6 of max |ref| for k <= 1000; tests use 1e-5). AMX treats
- * bf16 denormals as zero (DAZ) and flushes denormal results; the A conversion
- * (VCVTNE2PS2BF16) also treats fp32 denormal inputs as zero. Versus the fp32 GEMM the
- * bf16 rounding of A and W (2^-9 relative each) dominates: ~1e-2 of max |ref|.
+ * Accuracy: the reference accumulates exact bf16 products in double; the variants
+ * accumulate in fp32 (AMX: pairs, then k-steps; vdpbf16ps: pairs per k-pair).
+ * Identical bf16 inputs, so the difference is fp32 summation order only (~1e-6 of
+ * max |ref| for k <= 1000; tests use 1e-5). AMX and vdpbf16ps treat bf16 denormals as
+ * zero and flush denormal results; the A conversion (VCVTNE2PS2BF16) also treats fp32
+ * denormal inputs as zero. Versus the fp32 GEMM the bf16 rounding of A and W (2^-9
+ * relative each) dominates: ~1e-2 of max |ref|.
  */
 #ifndef PD_KERNELS_GEMM_BF16_H
 #define PD_KERNELS_GEMM_BF16_H
@@ -75,5 +79,10 @@ void pd_bf16_conv__ref(const pd_conv_args *args);
 /* AMX: 2x2 tiles of 16x16 fp32 (32 rows x 32 columns), nr = 32; 2x1 tiles, nr = 16. */
 void pd_bf16_gemm_32x32__amx(const pd_gemm_args *args);
 void pd_bf16_gemm_32x16__amx(const pd_gemm_args *args);
+void pd_bf16_conv_32x32__amx(const pd_conv_args *args);
+
+/* AVX512-BF16 (vdpbf16ps): 8 rows x 32 columns in 16 zmm accumulators, nr = 32. */
+void pd_bf16_gemm_8x32__avx512bf16(const pd_gemm_args *args);
+void pd_bf16_conv_8x32__avx512bf16(const pd_conv_args *args);
 
 #endif
