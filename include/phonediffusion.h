@@ -94,8 +94,7 @@ const char *pd_isa_name(pd_isa isa);
 
 /* Arithmetic of the matrix products (linear layers, convolutions, attention). */
 typedef enum pd_precision {
-    PD_PRECISION_AUTO = 0,  /* bf16 where the CPU computes it natively (AMX-BF16 or
-                               AVX512-BF16), else fp32 */
+    PD_PRECISION_AUTO = 0,  /* bf16 where it is faster than fp32 (AMX-BF16), else fp32 */
     PD_PRECISION_FP32,      /* fp32 throughout: matches the reference implementation
                                (diffusers on CPU) to ~1e-5 */
     PD_PRECISION_BF16       /* bf16 inputs with fp32 accumulation (weights packed as bf16:
@@ -177,7 +176,7 @@ typedef struct pd_ctx pd_ctx;
 typedef struct pd_ctx_params {
     int n_threads;             /* 0 = number of online CPUs */
     pd_isa isa;                /* PD_ISA_AUTO unless forcing a kernel level */
-    pd_precision precision;    /* PD_PRECISION_AUTO: bf16 where native, else fp32 */
+    pd_precision precision;    /* PD_PRECISION_AUTO: bf16 with AMX, else fp32 */
     const char *vocab_path;    /* CLIP vocabulary: a tokenizer/ folder, vocab.json,
                                   or bpe_simple_vocab_16e6.txt[.gz]; NULL = search
                                   next to the model */

@@ -181,7 +181,7 @@ void cli_generate_usage(FILE *f) {
             "      --clip-skip N                    1 = last layer (default)\n"
             "      --init-image PNG --strength X    img2img (strength in (0, 1], default 0.75)\n"
             "      --unet PATH                      use this UNet (e.g. an LCM diffusers unet folder)\n"
-            "      --precision P                    fp32 (exact), bf16, auto (default: bf16 where native)\n"
+            "      --precision P                    fp32 (exact), bf16, auto (default: bf16 with AMX)\n"
             "      -o, --output FILE                default output.png; %%d = image number\n"
             "      --overwrite                      replace existing output files\n"
             "      -q, --quiet                      no progress bar\n");

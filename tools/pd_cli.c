@@ -52,8 +52,8 @@ static void usage(FILE *f) {
             "      --overwrite            allow --dump to replace an existing file\n"
             "  -t, --threads N            worker threads (default: all CPUs)\n"
             "      --isa LEVEL            force kernels: scalar, avx2, avx512, amx (default: best)\n"
-            "      --precision P          fp32 (exact), bf16, or auto (default: bf16 where the\n"
-            "                             CPU has native bf16, else fp32)\n"
+            "      --precision P          fp32 (exact), bf16, or auto (default: bf16 with AMX,\n"
+            "                             else fp32)\n"
             "  -v, --verbose              log what is loaded\n"
             "\n"
             "environment: PD_ISA=scalar|avx2|avx512|amx forces a kernel level.\n");

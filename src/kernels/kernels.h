@@ -166,8 +166,8 @@ pd_isa pd_kernels_init(pd_kernels *kt, pd_isa want);
 /* As pd_kernels_init with the given arithmetic. PD_PREC_BF16 picks, at the level:
  * AMX bf16 kernels (amx), AVX512-BF16 kernels (avx512 with avx512_bf16), else the bf16
  * scalar references for the GEMM-shaped ops (emulation: slow, for tests on machines
- * without bf16) with the level's fp32 kernels for the rest. PD_PREC_AUTO gives BF16 at
- * the levels with native bf16 kernels and FP32 elsewhere. kt->prec tells which. */
+ * without bf16) with the level's fp32 kernels for the rest. PD_PREC_AUTO gives BF16 where
+ * it is faster than fp32 (the AMX level) and FP32 elsewhere. kt->prec tells which. */
 pd_isa pd_kernels_init_prec(pd_kernels *kt, pd_isa want, pd_prec prec);
 
 /* Packs a GEMM weight (as pd_gemm_pack) in kt's format (kt->wtype, kt->gemm_nr). */

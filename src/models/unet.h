@@ -86,7 +86,7 @@ pd_status pd_unet_read_config(pd_unet_config *cfg, const pd_model_src *src, pd_e
 
 /* Loads src's UNet: every tensor is checked (a missing or reshaped one fails with
  * PD_ERR_MISSING / PD_ERR_SHAPE naming it) and packed; src may be closed afterwards. */
-pd_status pd_unet_load(pd_unet *out, const pd_model_src *src, const pd_kernels *kt, const pd_kernels *exact, pd_error *err);
+pd_status pd_unet_load(pd_unet *out, const pd_model_src *src, const pd_kernels *kt, pd_error *err);
 void pd_unet_free(pd_unet *m);   /* NULL-tolerant; leaves *m zeroed */
 
 typedef struct pd_unet_in {

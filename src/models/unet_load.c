@@ -235,15 +235,7 @@ typedef struct unet_loader {
     pd_load_ctx lc;
     const pd_kernels *kt;
     const pd_unet_config *cfg;
-    const pd_kernels *exact;
 } unet_loader;
-
-#include <stdlib.h>
-#include <string.h>
-static const pd_kernels *XK(const unet_loader *ld, const char *grp) {
-    const char *e = getenv("PD_EXACT");
-    return e && ld->exact && strstr(e, grp) ? ld->exact : ld->kt;
-}
 
 static pd_status load_linear(unet_loader *ld, pd_unet_key wkey, int bkey, int n, int k,
                              pd_packed_w *out, pd_error *err) {
@@ -258,7 +250,7 @@ static pd_status load_linear(unet_loader *ld, pd_unet_key wkey, int bkey, int n,
         b = pd_model_find(ld->lc.src, PD_COMP_UNET, bn);
         st = pd_nn_check(&ld->lc, b, bn, 1, bshape, err);
     }
-    if (st == PD_OK) st = pd_nn_pack(&ld->lc, XK(ld, "lin"), out, w, wn, b, bn, n, k, false, err);
+    if (st == PD_OK) st = pd_nn_pack(&ld->lc, ld->kt, out, w, wn, b, bn, n, k, false, err);
     return st;
 }
 
@@ -281,7 +273,7 @@ static pd_status load_res(unet_loader *ld, pd_resblock *r, pd_unet_site site, in
     };
     int cin = 0, cout = 0;
     pd_unet_res_channels(&cfg->arch, site, block, index, &cin, &cout);
-    return pd_resblock_load(&ld->lc, XK(ld, "res"), r, &rn, cin, cout, cfg->temb_dim, cfg->groups,
+    return pd_resblock_load(&ld->lc, ld->kt, r, &rn, cin, cout, cfg->temb_dim, cfg->groups,
                             cfg->norm_eps, err);
 }
 
@@ -293,7 +285,7 @@ static pd_status load_attn(unet_loader *ld, pd_transformer *t, pd_unet_site site
     pd_unet_site_prefix(&cfg->arch, site, block, index, prefix, sizeof prefix);
     int c = cfg->arch.level_channels[level];
     int heads = mid ? cfg->mid_heads : cfg->n_heads[level];
-    pd_status st = pd_transformer_load(&ld->lc, XK(ld, "tf"), t, prefix, c, heads, cfg->groups, err);
+    pd_status st = pd_transformer_load(&ld->lc, ld->kt, t, prefix, c, heads, cfg->groups, err);
     if (st != PD_OK) return st;
     int want_inner = mid ? cfg->mid_inner : cfg->tf_inner[level];
     int want_ff = mid ? cfg->mid_ff : cfg->tf_ff[level];
@@ -314,7 +306,7 @@ static pd_status load_conv(unet_loader *ld, pd_conv *c, pd_unet_site site, int b
     pd_unet_site_prefix(&ld->cfg->arch, site, block, 0, prefix, sizeof prefix);
     snprintf(wn, sizeof wn, "%sweight", prefix);
     snprintf(bn, sizeof bn, "%sbias", prefix);
-    return pd_conv_load(&ld->lc, XK(ld, "samp"), c, wn, bn, ch, ch, 3, stride, 1, err);
+    return pd_conv_load(&ld->lc, ld->kt, c, wn, bn, ch, ch, 3, stride, 1, err);
 }
 
 static pd_status load_top_conv(unet_loader *ld, pd_conv *c, pd_unet_key wkey, pd_unet_key bkey,
@@ -322,16 +314,16 @@ static pd_status load_top_conv(unet_loader *ld, pd_conv *c, pd_unet_key wkey, pd
     char wn[128], bn[128];
     pd_unet_key_name(ld->cfg->arch.naming, wkey, wn, sizeof wn);
     pd_unet_key_name(ld->cfg->arch.naming, bkey, bn, sizeof bn);
-    return pd_conv_load(&ld->lc, XK(ld, "top"), c, wn, bn, cout, cin, 3, 1, 1, err);
+    return pd_conv_load(&ld->lc, ld->kt, c, wn, bn, cout, cin, 3, 1, 1, err);
 }
 
-pd_status pd_unet_load(pd_unet *out, const pd_model_src *src, const pd_kernels *kt, const pd_kernels *exact, pd_error *err) {
+pd_status pd_unet_load(pd_unet *out, const pd_model_src *src, const pd_kernels *kt, pd_error *err) {
     memset(out, 0, sizeof *out);
     pd_unet_config *cfg = &out->cfg;
     pd_status st = pd_unet_read_config(cfg, src, err);
     if (st != PD_OK) return st;
     const pd_unet_arch *a = &cfg->arch;
-    unet_loader ld = {{src, PD_COMP_UNET}, kt, cfg, exact};
+    unet_loader ld = {{src, PD_COMP_UNET}, kt, cfg};
     const int n = a->n_levels, L = a->layers_per_block, t = cfg->temb_dim;
 
     st = load_top_conv(&ld, &out->conv_in, PD_UNET_CONV_IN_W, PD_UNET_CONV_IN_B, a->model_channels,

@@ -103,10 +103,9 @@ static void conv_task(void *arg, int ith, int nth) {
 }
 
 static void conv_run(const pd_nn *nn, const pd_conv_args *a) {
-    const pd_kernels *kt = pd_nn_table(nn, a->w);
-    PD_ASSERT(a->w->nr == kt->gemm_nr && a->w->dtype == kt->wtype);
+    PD_ASSERT(a->w->nr == nn->kt->gemm_nr);
     if (a->oy1 <= a->oy0 || a->ow <= 0) return;
-    conv_job job = {kt, *a};
+    conv_job job = {nn->kt, *a};
     pd_pool_run(nn->pool, conv_task, &job);
 }
 

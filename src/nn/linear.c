@@ -38,9 +38,8 @@ static void linear_task(void *arg, int ith, int nth) {
 
 void pd_nn_linear(const pd_nn *nn, float *y, size_t ldy, const float *x, size_t ldx, int m,
                   const pd_packed_w *w, pd_act act, const float *res, size_t ldres) {
-    const pd_kernels *kt = pd_nn_table(nn, w);
-    PD_ASSERT(w->nr == kt->gemm_nr && w->dtype == kt->wtype);
-    linear_job job = {kt,
+    PD_ASSERT(w->nr == nn->kt->gemm_nr);
+    linear_job job = {nn->kt,
                       {.m = m, .n0 = 0, .n1 = w->n, .a = x, .lda = ldx, .w = w, .c = y,
                        .ldc = ldy, .res = res, .ldres = ldres, .act = act}};
     if (m <= 0) return;

@@ -20,15 +20,8 @@
 
 typedef struct pd_nn {
     const pd_kernels *kt;
-    pd_pool *pool;              /* NULL: single-threaded */
-    const pd_kernels *exact;    /* the fp32 table of kt's level, for layers a bf16 model keeps
-                                   packed in F32 format; NULL when kt is fp32 */
+    pd_pool *pool;   /* NULL: single-threaded */
 } pd_nn;
-
-/* The table whose GEMM/conv reads w's packed format. */
-static inline const pd_kernels *pd_nn_table(const pd_nn *nn, const pd_packed_w *w) {
-    return w->dtype == nn->kt->wtype || !nn->exact ? nn->kt : nn->exact;
-}
 
 /* y[m, n] = act(x[m, k] . W^T + b) (+ res). res may alias y; x must not. */
 void pd_nn_linear(const pd_nn *nn, float *y, size_t ldy, const float *x, size_t ldx, int m,

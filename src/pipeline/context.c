@@ -125,7 +125,7 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     if (ctx->has_unet) {
-        st = pd_unet_load(&ctx->unet, unet_from, &ctx->kt, &ctx->kt_exact, err);
+        st = pd_unet_load(&ctx->unet, unet_from, &ctx->kt, err);
         if (st != PD_OK) goto fail;
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }

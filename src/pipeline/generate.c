@@ -201,7 +201,7 @@ static pd_status alloc_job(job *j, pd_error *err) {
 /* eps = guided noise prediction for x_in at timestep t. */
 static pd_status predict(job *j, float t, int *evals, pd_error *err) {
     const pd_ctx *ctx = j->ctx;
-    pd_nn nn = {&ctx->kt, ctx->pool, &ctx->kt_exact};
+    pd_nn nn = {.kt = &ctx->kt, .pool = ctx->pool};
     const pd_cond *c = j->cond, *u = j->uncond;
     const size_t n = j->n_lat;
     int dim = c->dim;
@@ -266,7 +266,7 @@ static pd_status init_latents(job *j, pd_rng *rng, pd_error *err) {
         for (size_t i = 0; i < n; i++) j->latents[i] = j->noise[i] * j->plan->init_noise_sigma;
         return PD_OK;
     }
-    pd_nn nn = {&ctx->kt, ctx->pool, &ctx->kt_exact};
+    pd_nn nn = {.kt = &ctx->kt, .pool = ctx->pool};
     size_t px = (size_t)j->width * (size_t)j->height * 3;
     pd_vae_image_from_u8(j->image, j->p->init_image, px);
     size_t nl = (size_t)j->lh * (size_t)j->lw * (size_t)j->lc;
@@ -313,7 +313,7 @@ static pd_status run_image(job *j, int image, int64_t seed, pd_image *out, pd_ti
     tm->denoise_s += t1 - t0;
 
     if (!report(p, "decode", -1, 1, t1)) return pd_error_set(err, PD_ERR_CANCELLED, "cancelled");
-    pd_nn nn = {&ctx->kt, ctx->pool, &ctx->kt_exact};
+    pd_nn nn = {.kt = &ctx->kt, .pool = ctx->pool};
     pd_vae_z_from_latents(&ctx->vae.cfg, j->x_in, j->latents, j->lh, j->lw);
     st = pd_vae_decode(&ctx->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
     if (st != PD_OK) return st;

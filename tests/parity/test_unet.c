@@ -55,7 +55,7 @@ static bool load_unet(pd_unet *m, const char *rel, const pd_kernels *kt) {
     pd_model_src *src = open_model(rel, NULL);
     if (!src) return false;
     pd_error err = {0};
-    pd_status st = pd_unet_load(m, src, kt, NULL, &err);
+    pd_status st = pd_unet_load(m, src, kt, &err);
     if (st != PD_OK) PD_FAIL("load unet %s: %s", rel, err.msg);
     pd_model_close(src);   /* the UNet keeps no pointer into the mapping */
     return st == PD_OK;
@@ -826,7 +826,7 @@ static void expect_load_error(const char *path, pd_status code, const char *need
     pd_kernels kt;
     pd_kernels_init(&kt, PD_ISA_AUTO);
     pd_unet m;
-    pd_status st = pd_unet_load(&m, src, &kt, NULL, &err);
+    pd_status st = pd_unet_load(&m, src, &kt, &err);
     CHECK_EQ_INT(st, code);
     if (st == code) CHECK_STR_CONTAINS(err.msg, needle);
     if (st == PD_OK) pd_unet_free(&m);
