@@ -73,10 +73,12 @@ static pd_status pack(pd_packed_w *out, const char *what, int nr, int n, int k, 
     uint16_t *data = alloc_bytes(n_pad * kp * sizeof(uint16_t));
     float *b = bias ? alloc_bytes(n_pad * sizeof(float)) : NULL;
     float *row = alloc_bytes((size_t)k * sizeof(float));
-    if (!data || (bias && !b) || !row) {
+    uint16_t *row16 = alloc_bytes(((size_t)k + 1) * sizeof(uint16_t));
+    if (!data || (bias && !b) || !row || !row16) {
         free(data);
         free(b);
         free(row);
+        free(row16);
         return pd_error_set(err, PD_ERR_OOM, "%s: out of memory for [%d, %d] weight", what, n, k);
     }
 
@@ -87,13 +89,20 @@ static pd_status pack(pd_packed_w *out, const char *what, int nr, int n, int k, 
         const int cols = PD_MIN(nr, n - (int)p * nr);
         if (cols < nr || kp != (size_t)k) memset(panel, 0, kp * (size_t)nr * sizeof(uint16_t));
         for (int c = 0; c < cols; c++) {
+            /* Widen, round the row at once (vectorised), then store k-pairs as words. */
             get_row(row, ctx, (int)p * nr + c, k);
-            for (int kk = 0; kk < k; kk++)
-                panel[((size_t)kk & ~(size_t)1) * (size_t)nr + 2 * (size_t)c + ((size_t)kk & 1)] =
-                    pd_f32_to_bf16(row[kk]);
+            pd_f32_to_bf16_row(row16, row, (size_t)k);
+            row16[k] = 0;   /* the pair of an odd k's last element */
+            uint32_t *col = (uint32_t *)(void *)panel + c;
+            for (size_t q = 0; q < ((size_t)k + 1) / 2; q++) {
+                uint32_t pair;
+                memcpy(&pair, row16 + 2 * q, sizeof pair);
+                col[q * (size_t)nr] = pair;
+            }
         }
     }
     free(row);
+    free(row16);
     if (b) {
         pd_to_f32(b, bias, bias_dtype, (size_t)n);
         memset(b + n, 0, (n_pad - (size_t)n) * sizeof(float));

@@ -1,0 +1,189 @@
+/*
+ * bench_e2e.c - end-to-end benchmark of a whole model through the public API: load
+ * time, then N image generations reporting the median text encode, UNet evaluation,
+ * VAE decode and total (excluding load), peak RSS, and the UNet/VAE throughput against
+ * the machine's measured peak (peak.h) for the kernels the context runs.
+ *
+ *   bench_e2e -m MODEL.safetensors --vocab TOKENIZER_DIR [--preset lcm4|euler20]
+ *             [-W N -H N] [--steps N] [--cfg X] [--sampler S] [--runs N] [--threads N]
+ *             [--precision auto|fp32|bf16] [--isa scalar|avx2|avx512|amx]
+ *
+ * Presets (issue 4): lcm4 = 512x512, lcm sampler, 4 steps, CFG 1 (one UNet pass per
+ * step); euler20 = 512x512, euler_a, 20 steps, CFG 7 (two passes per step).
+ * The work model (FLOPs = 2 x MACs) is DESIGN.md's, per image at 512x512, scaled by
+ * the pixel count: SD 1.x UNet 0.80 TFLOP per evaluation, VAE decoder 2.5 TFLOP; it is
+ * printed for SD 1.x models only. Use a full-size model, e.g. one written by
+ * `phonediffusion make-model --arch sd15`.
+ * The ISA can also be forced with PD_ISA=...; the first run includes the first-touch
+ * page faults of the scratch buffers, so medians of >= 3 runs are what to quote.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "base/cpu.h"
+#include "base/threadpool.h"
+#include "peak.h"
+#include "phonediffusion.h"
+
+#define MAX_RUNS 32
+
+typedef struct opts {
+    const char *model, *vocab, *sampler;
+    int width, height, steps, runs, threads;
+    float cfg;
+    pd_precision precision;
+    pd_isa isa;
+} opts;
+
+static int usage(void) {
+    fprintf(stderr,
+            "usage: bench_e2e -m MODEL --vocab DIR [--preset lcm4|euler20] [-W N -H N] [--steps N]\n"
+            "                 [--cfg X] [--sampler S] [--runs N] [--threads N]\n"
+            "                 [--precision auto|fp32|bf16] [--isa scalar|avx2|avx512|amx]\n");
+    return 2;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static bool parse(int argc, char **argv, opts *o) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) return false;
+        i++;
+        if (!strcmp(a, "-m")) o->model = v;
+        else if (!strcmp(a, "--vocab")) o->vocab = v;
+        else if (!strcmp(a, "--sampler")) o->sampler = v;
+        else if (!strcmp(a, "-W")) o->width = atoi(v);
+        else if (!strcmp(a, "-H")) o->height = atoi(v);
+        else if (!strcmp(a, "--steps")) o->steps = atoi(v);
+        else if (!strcmp(a, "--cfg")) o->cfg = (float)atof(v);
+        else if (!strcmp(a, "--runs")) o->runs = atoi(v);
+        else if (!strcmp(a, "--threads")) o->threads = atoi(v);
+        else if (!strcmp(a, "--isa")) {
+            int isa = pd_isa_from_name(v);
+            if (isa < 0) return false;
+            o->isa = (pd_isa)isa;
+        } else if (!strcmp(a, "--precision")) {
+            if (!strcmp(v, "fp32")) o->precision = PD_PRECISION_FP32;
+            else if (!strcmp(v, "bf16")) o->precision = PD_PRECISION_BF16;
+            else if (!strcmp(v, "auto")) o->precision = PD_PRECISION_AUTO;
+            else return false;
+        } else if (!strcmp(a, "--preset")) {
+            if (!strcmp(v, "lcm4")) {
+                o->sampler = "lcm", o->steps = 4, o->cfg = 1.0f;
+            } else if (!strcmp(v, "euler20")) {
+                o->sampler = "euler_a", o->steps = 20, o->cfg = 7.0f;
+            } else {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+    return o->model && o->steps >= 1 && o->runs >= 1 && o->runs <= MAX_RUNS && o->width % 8 == 0 &&
+           o->height % 8 == 0 && o->width > 0 && o->height > 0;
+}
+
+/* Two-core peak FLOP/s of the arithmetic the context runs (0: unknown). */
+static double peak_flops(pd_isa isa, pd_precision prec, int threads) {
+    pd_cpu_features f;
+    pd_cpu_detect(&f);
+    double one = 0;
+#if defined(__x86_64__)
+    if (prec == PD_PRECISION_BF16 && isa == PD_ISA_AMX) one = best_of(peak_amx_bf16);
+    else if (prec == PD_PRECISION_BF16 && isa == PD_ISA_AVX512 && f.avx512bf16) one = best_of(peak_avx512_bf16);
+    else if (isa == PD_ISA_AVX512 || isa == PD_ISA_AMX) one = best_of(peak_avx512);
+    else if (isa == PD_ISA_AVX2) one = best_of(peak_avx2);
+    else one = best_of(peak_scalar);
+#else
+    (void)isa;
+    (void)prec;
+    one = best_of(peak_scalar);
+#endif
+    return one * threads;
+}
+
+int main(int argc, char **argv) {
+    opts o = {.sampler = "lcm", .width = 512, .height = 512, .steps = 4, .runs = 3, .cfg = 1.0f};
+    if (!parse(argc, argv, &o)) return usage();
+    const int threads = o.threads > 0 ? o.threads : pd_cpu_count();
+
+    pd_ctx_params cp = pd_ctx_default_params();
+    cp.n_threads = threads;
+    cp.isa = o.isa;
+    cp.precision = o.precision;
+    cp.vocab_path = o.vocab;
+    pd_ctx *ctx = NULL;
+    pd_error err = {0};
+    const double t0 = peak_now_s();
+    if (pd_ctx_load(o.model, &cp, &ctx, &err) != PD_OK) {
+        fprintf(stderr, "bench_e2e: %s\n", err.msg);
+        return 1;
+    }
+    const double load_s = peak_now_s() - t0;
+    const pd_isa isa = pd_ctx_isa(ctx);
+    const pd_precision prec = pd_ctx_precision(ctx);
+
+    double text[MAX_RUNS], unet[MAX_RUNS], decode[MAX_RUNS], total[MAX_RUNS];
+    int evals = 0;
+    for (int r = 0; r < o.runs; r++) {
+        pd_gen_params gp = pd_gen_default_params();
+        gp.prompt = "a photograph of an astronaut riding a horse, highly detailed";
+        gp.width = o.width;
+        gp.height = o.height;
+        gp.steps = o.steps;
+        gp.cfg_scale = o.cfg;
+        gp.sampler = o.sampler;
+        gp.seed = 1 + r;
+        pd_result *res = NULL;
+        if (pd_generate(ctx, &gp, &res, &err) != PD_OK) {
+            fprintf(stderr, "bench_e2e: %s\n", err.msg);
+            pd_ctx_free(ctx);
+            return 1;
+        }
+        const pd_timings *t = &res->timings;
+        evals = t->unet_evals;
+        text[r] = t->text_s;
+        unet[r] = t->denoise_s / (t->unet_evals ? t->unet_evals : 1);
+        decode[r] = t->decode_s;
+        total[r] = t->total_s;
+        fprintf(stderr, "  run %d: text %.3f s, UNet %.3f s/eval x %d, decode %.3f s, total %.3f s\n", r + 1,
+                text[r], unet[r], evals, decode[r], total[r]);
+        pd_result_free(res);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const pd_family family = pd_ctx_family(ctx);
+    pd_ctx_free(ctx);
+
+    const double m_unet = median(unet, o.runs), m_dec = median(decode, o.runs);
+    printf("model %s, %dx%d, %s %d steps, CFG %.1f, %d threads, kernels %s %s\n", o.model, o.width, o.height,
+           o.sampler, o.steps, (double)o.cfg, threads, pd_isa_name(isa), pd_precision_name(prec));
+    printf("load          %8.2f s\n", load_s);
+    printf("text encode   %8.3f s   (median of %d runs)\n", median(text, o.runs), o.runs);
+    printf("UNet eval     %8.3f s   x %d evaluations\n", m_unet, evals);
+    printf("VAE decode    %8.3f s\n", m_dec);
+    printf("total         %8.3f s   (excluding load)\n", median(total, o.runs));
+    printf("peak RSS      %8.0f MiB\n", (double)ru.ru_maxrss / 1024.0);
+    if (family == PD_FAMILY_SD1) {
+        const double scale = (double)o.width * (double)o.height / (512.0 * 512.0);
+        const double unet_flop = 0.80e12 * scale, vae_flop = 2.5e12 * scale;
+        const double peak = peak_flops(isa, prec, threads);
+        printf("UNet          %8.0f GFLOP/s", unet_flop / m_unet * 1e-9);
+        if (peak > 0) printf("  %5.1f %% of the %d-core peak (%.0f GFLOP/s)", 100.0 * unet_flop / m_unet / peak, threads, peak * 1e-9);
+        printf("\nVAE decode    %8.0f GFLOP/s", vae_flop / m_dec * 1e-9);
+        if (peak > 0) printf("  %5.1f %% of that peak", 100.0 * vae_flop / m_dec / peak);
+        printf("\n");
+    }
+    return 0;
+}
