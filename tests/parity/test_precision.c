@@ -14,7 +14,7 @@
  * not all bit-identical to fp32).
  *
  * PSNR = 10 log10(255^2 / MSE) over all RGB values; identical images count as 99 dB.
- * Under sanitizers every third case runs.
+ * Under sanitizers every third case runs and only the per-case floor is checked.
  */
 #include <math.h>
 
@@ -131,9 +131,13 @@ static void run_model(const char *model, const char *unet, const char *const *pr
     for (int i = 0; i < t.n; i++) below += t.psnr[i] < TARGET_PSNR;
     qsort(t.psnr, (size_t)t.n, sizeof t.psnr[0], cmp_double);
     const double median = t.n ? t.psnr[t.n / 2] : 0;
-    CHECK_MSG(below <= (1.0 - TARGET_SHARE) * t.n, "%s: %d of %d comparisons under %.0f dB", model, below,
-              t.n, TARGET_PSNR);
-    CHECK_MSG(median >= MEDIAN_PSNR, "%s: median PSNR %.1f dB < %.0f", model, median, MEDIAN_PSNR);
+    /* The share and median are statistics of the whole case set; a sanitized run (a third
+     * of the cases, for the memory and UB checks) keeps only the per-case floor. */
+    if (!PD_SANITIZED_BUILD) {
+        CHECK_MSG(below <= (1.0 - TARGET_SHARE) * t.n, "%s: %d of %d comparisons under %.0f dB", model, below,
+                  t.n, TARGET_PSNR);
+        CHECK_MSG(median >= MEDIAN_PSNR, "%s: median PSNR %.1f dB < %.0f", model, median, MEDIAN_PSNR);
+    }
     fprintf(stderr, "  %s%s%s (%s kernels): %d cases, %d differ from fp32; PSNR median %.1f dB, %d of %d "
             "under %.0f dB, worst vs fp32 %.1f dB, vs reference %.1f dB\n", model, unet ? " + " : "",
             unet ? unet : "", pd_isa_name(pd_ctx_isa(bf16)), t.cases, t.differing, median, below, t.n,
