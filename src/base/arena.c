@@ -6,6 +6,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 struct pd_arena_block {
     pd_arena_block *prev;
@@ -27,7 +30,21 @@ void *pd_aligned_alloc(size_t n) {
     if (n == 0 || n > SIZE_MAX - PD_ALIGN - PD_ARENA_TAIL) return NULL;
     void *p = NULL;
     if (posix_memalign(&p, PD_ALIGN, round_up(n, PD_ALIGN) + PD_ARENA_TAIL) != 0) return NULL;
+    pd_advise_huge(p, n);
     return p;
+}
+
+void pd_advise_huge(void *p, size_t n) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    if (!p || n < 2 * huge) return;
+    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t hi = ((uintptr_t)p + n) & ~(huge - 1);
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);   /* advice only */
+#else
+    (void)p;
+    (void)n;
+#endif
 }
 
 void pd_aligned_free(void *p) { free(p); }

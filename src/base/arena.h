@@ -65,4 +65,11 @@ bool pd_grow(void **p, size_t *cap, size_t need, size_t elem);
 void *pd_aligned_alloc(size_t n);
 void pd_aligned_free(void *p);
 
+/* Asks the OS to back the whole 2 MiB pages inside [p, p + n) with transparent huge
+ * pages (Linux madvise(MADV_HUGEPAGE); a no-op elsewhere and below 4 MiB). Weights and
+ * activations are gigabytes touched in order: 4 KiB pages cost one fault (and a page
+ * clear) per 4 KiB at load and a TLB miss per 4 KiB in the kernels. pd_aligned_alloc
+ * and the weight packers call it. */
+void pd_advise_huge(void *p, size_t n);
+
 #endif

@@ -72,6 +72,7 @@ static void detect(pd_cpu_features *f) {
     memset(f, 0, sizeof *f);
     if (!__get_cpuid(0, &a, &b, &c, &d)) return;
     unsigned max_leaf = a;
+    f->vendor_amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;   /* "Auth" "enti" "cAMD" */
     if (!__get_cpuid(1, &a, &b, &c, &d)) return;
     unsigned ecx1 = c;
     f->sse42 = (ecx1 >> 20) & 1;
@@ -222,7 +223,7 @@ void pd_cpu_describe(char *buf, size_t buf_size) {
     }
     if (len < buf_size) {
         const char *os = f.amx_tile ? (f.amx_granted ? " (os: amx granted)" : " (os: amx denied)") : "";
-        snprintf(buf + len, buf_size - len, "%s%s; best: %s", len ? "" : "baseline", os,
-                 pd_isa_name(pd_cpu_best_isa(&f)));
+        snprintf(buf + len, buf_size - len, "%s%s%s; best: %s", len ? "" : "baseline", os,
+                 f.vendor_amd ? " (amd)" : "", pd_isa_name(pd_cpu_best_isa(&f)));
     }
 }

@@ -21,6 +21,8 @@ typedef struct pd_cpu_features {
     bool avx512f, avx512bw, avx512dq, avx512vl, avx512bf16, avx512fp16, avx512vnni;
     bool amx_tile, amx_bf16, amx_int8;   /* CPU + XCR0 support */
     bool amx_granted;                     /* arch_prctl permission obtained */
+    bool vendor_amd;                      /* "AuthenticAMD" (Zen 4/5 run vdpbf16ps at the
+                                             FMA rate: twice fp32's FLOPs) */
     /* aarch64 */
     bool neon, neon_fp16, neon_bf16, neon_dotprod;
 } pd_cpu_features;

@@ -106,6 +106,25 @@ static void test_policy_synthetic(void) {
     }
 #endif
 
+#if defined(__x86_64__)
+    /* AUTO precision: bf16 where it is faster than fp32 (AMX; AVX512-BF16 on AMD only). */
+    CHECK_EQ_INT(pd_kernels_init_prec_for(&kt, PD_ISA_AUTO, PD_PREC_AUTO, &amx), PD_ISA_AMX);
+    CHECK_EQ_INT(kt.prec, PD_PREC_BF16);
+    pd_cpu_features bf16 = avx512;
+    bf16.avx512bf16 = true;
+    CHECK_EQ_INT(pd_kernels_init_prec_for(&kt, PD_ISA_AUTO, PD_PREC_AUTO, &bf16), PD_ISA_AVX512);
+    CHECK_EQ_INT(kt.prec, PD_PREC_FP32);
+    bf16.vendor_amd = true;
+    CHECK_EQ_INT(pd_kernels_init_prec_for(&kt, PD_ISA_AUTO, PD_PREC_AUTO, &bf16), PD_ISA_AVX512);
+    CHECK_EQ_INT(kt.prec, PD_PREC_BF16);
+    CHECK_EQ_INT(pd_kernels_init_prec_for(&kt, PD_ISA_AUTO, PD_PREC_FP32, &bf16), PD_ISA_AVX512);
+    CHECK_EQ_INT(kt.prec, PD_PREC_FP32);
+    CHECK_EQ_INT(pd_kernels_init_prec_for(&kt, PD_ISA_AVX2, PD_PREC_AUTO, &bf16), PD_ISA_AVX2);
+    CHECK_EQ_INT(kt.prec, PD_PREC_FP32);   /* no bf16 kernels below AVX-512 */
+    CHECK_EQ_INT(pd_kernels_init_prec_for(&kt, PD_ISA_AUTO, PD_PREC_AUTO, &avx512), PD_ISA_AVX512);
+    CHECK_EQ_INT(kt.prec, PD_PREC_FP32);
+#endif
+
     pd_cpu_features neon = {.neon = true};
     CHECK_EQ_INT(pd_kernels_init_for(&kt, PD_ISA_AUTO, &neon), PD_ISA_NEON);
     CHECK_EQ_INT(pd_kernels_init_for(&kt, PD_ISA_AVX2, &neon), PD_ISA_SCALAR);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/arena.h"
 #include "base/half.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/gemm/gemm_bf16.h"
@@ -28,6 +29,7 @@ static void *alloc_bytes(size_t bytes) {
     if (bytes > SIZE_MAX - 128) return NULL;
     size_t total = (bytes + 64 + 63) & ~(size_t)63;
     char *p = aligned_alloc(64, total);
+    if (p) pd_advise_huge(p, total);
     if (p) memset(p + bytes, 0, total - bytes);
     return p;
 }

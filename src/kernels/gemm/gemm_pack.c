@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/arena.h"
 #include "base/half.h"
 #include "kernels/gemm/gemm.h"
 
@@ -28,6 +29,7 @@ static float *alloc_floats(size_t count) {
     if (count > (SIZE_MAX - 128) / sizeof(float)) return NULL;
     size_t bytes = (count * sizeof(float) + 64 + 63) & ~(size_t)63;
     float *p = aligned_alloc(64, bytes);
+    if (p) pd_advise_huge(p, bytes);
     if (p) memset(p + count, 0, bytes - count * sizeof(float));
     return p;
 }
