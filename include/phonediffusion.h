@@ -176,7 +176,8 @@ typedef struct pd_ctx pd_ctx;
 typedef struct pd_ctx_params {
     int n_threads;             /* 0 = number of online CPUs */
     pd_isa isa;                /* PD_ISA_AUTO unless forcing a kernel level */
-    pd_precision precision;    /* PD_PRECISION_AUTO: bf16 with AMX, else fp32 */
+    pd_precision precision;    /* PD_PRECISION_AUTO: bf16 where the CPU runs it faster
+                                  than fp32 (AMX; AVX512-BF16 on AMD), else fp32 */
     const char *vocab_path;    /* CLIP vocabulary: a tokenizer/ folder, vocab.json,
                                   or bpe_simple_vocab_16e6.txt[.gz]; NULL = search
                                   next to the model */
@@ -267,6 +268,10 @@ typedef struct pd_gen_params {
     const char *sampler;          /* "euler", "euler_a" (default), "heun", "dpm++2m",
                                      "ddim", "lcm" */
     const char *scheduler;        /* "default" or "karras" */
+    const char *timestep_spacing; /* "leading", "linspace" or "trailing"; NULL = the
+                                     model's scheduler config ("leading" for SD 1.x/2.x/
+                                     SDXL; SD-Turbo/SDXL-Turbo folders ship "trailing",
+                                     which their single files cannot tell) */
     int64_t seed;                 /* < 0: random (the seed used is in the result) */
     int batch_count;              /* images made one after another, seeds seed, seed+1... */
     int clip_skip;                /* 1 = last layer (A1111 convention) */
@@ -276,6 +281,12 @@ typedef struct pd_gen_params {
     const uint8_t *init_image;
     int init_width, init_height;
     float strength;               /* img2img denoising strength in (0, 1]; default 0.75 */
+    /* SDXL size conditioning (the UNet's time ids), in pixels; 0 = the reference
+     * pipeline's defaults: original and target size = the output size, crop (0, 0).
+     * The negative pass uses the same values, as the reference does by default. */
+    int original_width, original_height;
+    int crop_left, crop_top;
+    int target_width, target_height;
     pd_progress_fn progress;      /* per sampler step ("denoise") and stage; false cancels */
     void *progress_user;
 } pd_gen_params;

@@ -158,6 +158,21 @@ static bool parse_long(const char *s, long long lo, long long hi, long long *out
     return true;
 }
 
+/* "WxH" (or "W,H" with sep ',') with both parts in 1..65536 (0 allowed when zero_ok). */
+static bool parse_pair(const char *s, char sep, bool zero_ok, int *a, int *b) {
+    char *end;
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (errno || end == s || *end != sep) return false;
+    const char *s2 = end + 1;
+    long y = strtol(s2, &end, 10);
+    long lo = zero_ok ? 0 : 1;
+    if (errno || end == s2 || *end || x < lo || y < lo || x > 65536 || y > 65536) return false;
+    *a = (int)x;
+    *b = (int)y;
+    return true;
+}
+
 static bool parse_float(const char *s, double lo, double hi, float *out) {
     char *end;
     errno = 0;
@@ -176,12 +191,18 @@ void cli_generate_usage(FILE *f) {
             "      --cfg-scale X                    guidance scale (default 7; 1 = no negative pass)\n"
             "      --sampler NAME                   euler, euler_a (default), heun, dpm++2m, ddim, lcm\n"
             "      --scheduler NAME                 default or karras\n"
+            "      --timestep-spacing S             leading, linspace or trailing (default: the model's\n"
+            "                                       scheduler config, else leading; Turbo: trailing)\n"
             "      -s, --seed N                     -1 = random (default; the seed is printed)\n"
             "      --batch-count N                  images with seeds seed, seed+1, ...\n"
             "      --clip-skip N                    1 = last layer (default)\n"
             "      --init-image PNG --strength X    img2img (strength in (0, 1], default 0.75)\n"
             "      --unet PATH                      use this UNet (e.g. an LCM diffusers unet folder)\n"
-            "      --precision P                    fp32 (exact), bf16, auto (default: bf16 with AMX)\n"
+            "      --original-size WxH              SDXL size conditioning (default: the output size)\n"
+            "      --target-size WxH                SDXL size conditioning (default: the output size)\n"
+            "      --crop X,Y                       SDXL crop conditioning, left,top (default 0,0)\n"
+            "      --precision P                    fp32 (exact), bf16, auto (default: bf16 where it is\n"
+            "                                       faster: AMX, or AVX512-BF16 on AMD)\n"
             "      -o, --output FILE                default output.png; %%d = image number\n"
             "      --overwrite                      replace existing output files\n"
             "      -q, --quiet                      no progress bar\n");
@@ -194,7 +215,8 @@ int cli_generate(int argc, char **argv, int first) {
     o.output = "output.png";
     o.isa = PD_ISA_AUTO;
     enum { O_STEPS = 300, O_CFG, O_SAMPLER, O_SCHED, O_BATCH, O_CLIP, O_INIT, O_STRENGTH, O_VOCAB,
-           O_CONFIG, O_OVERWRITE, O_ISA, O_NOW, O_UNET, O_PRECISION };
+           O_CONFIG, O_OVERWRITE, O_ISA, O_NOW, O_UNET, O_PRECISION, O_SPACING, O_ORIG_SIZE,
+           O_TARGET_SIZE, O_CROP };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, 'n'}, {"width", required_argument, 0, 'W'},
@@ -209,6 +231,9 @@ int cli_generate(int argc, char **argv, int first) {
         {"verbose", no_argument, 0, 'v'}, {"isa", required_argument, 0, O_ISA},
         {"no-prompt-weights", no_argument, 0, O_NOW}, {"help", no_argument, 0, 'h'},
         {"unet", required_argument, 0, O_UNET}, {"precision", required_argument, 0, O_PRECISION},
+        {"timestep-spacing", required_argument, 0, O_SPACING},
+        {"original-size", required_argument, 0, O_ORIG_SIZE},
+        {"target-size", required_argument, 0, O_TARGET_SIZE}, {"crop", required_argument, 0, O_CROP},
         {0, 0, 0, 0},
     };
     optind = first;
@@ -236,6 +261,23 @@ int cli_generate(int argc, char **argv, int first) {
             break;
         case O_SAMPLER: o.gp.sampler = optarg; break;
         case O_SCHED: o.gp.scheduler = optarg; break;
+        case O_SPACING:
+            if (strcmp(optarg, "leading") && strcmp(optarg, "linspace") && strcmp(optarg, "trailing"))
+                return usage_error("--timestep-spacing must be leading, linspace or trailing, got '%s'", optarg);
+            o.gp.timestep_spacing = optarg;
+            break;
+        case O_ORIG_SIZE:
+            if (!parse_pair(optarg, 'x', false, &o.gp.original_width, &o.gp.original_height))
+                return usage_error("--original-size must be WxH with sizes in 1..65536, got '%s'", optarg);
+            break;
+        case O_TARGET_SIZE:
+            if (!parse_pair(optarg, 'x', false, &o.gp.target_width, &o.gp.target_height))
+                return usage_error("--target-size must be WxH with sizes in 1..65536, got '%s'", optarg);
+            break;
+        case O_CROP:
+            if (!parse_pair(optarg, ',', true, &o.gp.crop_left, &o.gp.crop_top))
+                return usage_error("--crop must be X,Y (left,top) in 0..65536, got '%s'", optarg);
+            break;
         case 's':
             if (!parse_long(optarg, -1, INT64_MAX, &v)) return usage_error("--seed must be -1 or a non-negative integer, got '%s'", optarg);
             o.gp.seed = v;

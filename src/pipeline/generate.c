@@ -90,11 +90,13 @@ typedef struct job {
     bool cfg, lcm_w;
     pd_sampler_kind kind;
     pd_sigma_schedule schedule;
+    pd_sched_config sched;             /* the model's, with the run's spacing */
+    float time_ids[6];                 /* SDXL: original (h, w), crop (top, left), target (h, w) */
     pd_sched_plan *plan;
     pd_sampler *sampler;
     pd_arena scratch;
     float *latents, *x_in, *eps, *batch_in, *context, *init, *noise;
-    float *text_embeds, *time_ids, *guidance;
+    float *text_embeds, *time_ids_batch, *guidance;
     float *image;                      /* [H, W, 3] */
     pd_cond *cond, *uncond;
 } job;
@@ -132,6 +134,21 @@ static pd_status check_params(const pd_ctx *ctx, const pd_gen_params *p, job *j,
     pd_status st = pd_sampler_kind_parse(p->sampler ? p->sampler : "euler_a", &j->kind, err);
     if (st == PD_OK) st = pd_sigma_schedule_parse(p->scheduler ? p->scheduler : "default", &j->schedule, err);
     if (st != PD_OK) return st;
+    j->sched = ctx->sched;
+    if (p->timestep_spacing && *p->timestep_spacing) {
+        st = pd_spacing_parse(p->timestep_spacing, &j->sched.spacing, err);
+        if (st != PD_OK) return st;
+    }
+    const int ids[6] = {p->original_height ? p->original_height : j->height,
+                        p->original_width ? p->original_width : j->width,
+                        p->crop_top, p->crop_left,
+                        p->target_height ? p->target_height : j->height,
+                        p->target_width ? p->target_width : j->width};
+    for (int i = 0; i < 6; i++) {
+        if (ids[i] < 0 || ids[i] > 65536)
+            return pd_error_set(err, PD_ERR_INVALID_ARG, "SDXL size conditioning value %d outside 0..65536", ids[i]);
+        j->time_ids[i] = (float)ids[i];
+    }
     if (!pd_sampler_supports(j->kind, j->schedule))
         return pd_error_set(err, PD_ERR_INVALID_ARG, "sampler %s has no %s schedule",
                             pd_sampler_kind_name(j->kind), pd_sigma_schedule_name(j->schedule));
@@ -190,10 +207,10 @@ static pd_status alloc_job(job *j, pd_error *err) {
     j->context = malloc((size_t)2 * (size_t)n_ctx * (size_t)dim * sizeof(float));
     j->image = malloc((size_t)j->width * (size_t)j->height * 3 * sizeof(float));
     j->text_embeds = c->pooled_dim ? malloc((size_t)2 * (size_t)c->pooled_dim * sizeof(float)) : NULL;
-    j->time_ids = malloc(2 * 6 * sizeof(float));
+    j->time_ids_batch = malloc(2 * 6 * sizeof(float));
     j->guidance = malloc(2 * sizeof(float));
     if (!j->latents || !j->x_in || !j->eps || !j->batch_in || !j->noise || !j->init || !j->context ||
-        !j->image || (c->pooled_dim && !j->text_embeds) || !j->time_ids || !j->guidance)
+        !j->image || (c->pooled_dim && !j->text_embeds) || !j->time_ids_batch || !j->guidance)
         return pd_error_set(err, PD_ERR_OOM, "out of memory for %dx%d", j->width, j->height);
     return PD_OK;
 }
@@ -205,7 +222,6 @@ static pd_status predict(job *j, float t, int *evals, pd_error *err) {
     const pd_cond *c = j->cond, *u = j->uncond;
     const size_t n = j->n_lat;
     int dim = c->dim;
-    float hw[6] = {(float)j->height, (float)j->width, 0, 0, (float)j->height, (float)j->width};
     /* Passes: [uncond, cond] in one batch, or separately when the contexts differ in length. */
     const pd_cond *seq[2];
     int n_pass_items[2], n_passes;
@@ -234,14 +250,14 @@ static pd_status predict(job *j, float t, int *evals, pd_error *err) {
             memcpy(j->context + (size_t)k * (size_t)first->n_tokens * (size_t)dim, ck->context,
                    (size_t)ck->n_tokens * (size_t)dim * sizeof(float));
             if (j->text_embeds) memcpy(j->text_embeds + (size_t)k * ck->pooled_dim, ck->pooled, (size_t)ck->pooled_dim * sizeof(float));
-            memcpy(j->time_ids + 6 * k, hw, sizeof hw);
+            memcpy(j->time_ids_batch + 6 * k, j->time_ids, sizeof j->time_ids);
             j->guidance[k] = j->p->cfg_scale - 1.0f;
         }
         pd_unet_in in = {
             .batch = b, .h = j->lh, .w = j->lw, .sample = j->batch_in, .timestep = t,
             .context = j->context, .n_ctx = first->n_tokens,
             .text_embeds = ctx->unet.cfg.adm_in_channels ? j->text_embeds : NULL,
-            .time_ids = ctx->unet.cfg.adm_in_channels ? j->time_ids : NULL,
+            .time_ids = ctx->unet.cfg.adm_in_channels ? j->time_ids_batch : NULL,
             .guidance_w = j->lcm_w ? j->guidance : NULL,
         };
         pd_status st = pd_unet_forward(&ctx->unet, &nn, &in, j->eps + (size_t)item * n, &j->scratch, err);
@@ -342,7 +358,7 @@ static void job_free(job *j) {
     free(j->context);
     free(j->image);
     free(j->text_embeds);
-    free(j->time_ids);
+    free(j->time_ids_batch);
     free(j->guidance);
     pd_cond_free(j->cond);
     pd_cond_free(j->uncond);
@@ -368,7 +384,7 @@ pd_status pd_generate_observed(const pd_ctx *ctx, const pd_gen_params *params,
     if (st != PD_OK) goto done;
     double t_text = now_s() - t0;
 
-    st = pd_sched_plan_new(&ctx->sched, j.kind, j.schedule, params->steps,
+    st = pd_sched_plan_new(&j.sched, j.kind, j.schedule, params->steps,
                            params->init_image ? pd_sched_strength_from_float(params->strength) : 1.0,
                            &j.plan, err);
     if (st == PD_OK) st = pd_sampler_new(j.plan, j.n_lat, &j.sampler, err);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "io/ckpt_keys.h"
+#include "io/keys_unet.h"
 #include "io/model.h"
 #include "models/clip.h"
 #include "text/clip_tokenizer.h"
@@ -61,7 +62,24 @@ static void describe_text(const pd_model_src *m, pd_component c, pd_component_in
              cfg.proj_dim ? ", projection" : "");
 }
 
+/* "channels 320,640,1280, transformers 0,2,10 (mid 10), +time ids" from the probe, or
+ * the conv_in shape when the structure cannot be read. */
 static void describe_unet(const pd_model_src *m, pd_component_info *ci) {
+    pd_unet_arch a;
+    if (pd_unet_probe(m, &a, NULL) == PD_OK) {
+        char ch[48] = "", tf[48] = "";
+        size_t nc = 0, nt = 0;
+        for (int l = 0; l < a.n_levels; l++) {
+            nc += (size_t)snprintf(ch + nc, sizeof ch - nc, "%s%d", l ? "," : "", a.level_channels[l]);
+            if (nc >= sizeof ch) nc = sizeof ch - 1;
+            nt += (size_t)snprintf(tf + nt, sizeof tf - nt, "%s%d", l ? "," : "", a.down_attn[l] ? a.depth_down[l][0] : 0);
+            if (nt >= sizeof tf) nt = sizeof tf - 1;
+        }
+        snprintf(ci->arch, sizeof ci->arch, "%d in, channels %s, transformers %s (mid %d)%s%s", a.in_channels,
+                 ch, tf, a.mid_attn ? a.depth_mid : 0, a.has_add_embedding ? ", size cond" : "",
+                 a.has_cond_proj ? ", LCM w-cond" : "");
+        return;
+    }
     const pd_st_tensor *t = pd_model_find(m, PD_COMP_UNET, "input_blocks.0.0.weight");
     if (!t) t = pd_model_find(m, PD_COMP_UNET, "conv_in.weight");
     if (t && t->ndim == 4)

@@ -74,6 +74,10 @@ expect "generate karras on ddim" 1 "karras" -- pdbin generate -m "$S15" -p x --s
 expect "generate missing init image" 1 "cannot open" -- pdbin generate -m "$S15" -p x --init-image "$TMP/nope.png" -o "$TMP/a.png"
 expect "generate init image not png" 1 "not a PNG" -- pdbin generate -m "$S15" -p x --init-image "$TMP/keep.safetensors" -o "$TMP/a.png"
 expect "generate no model" 2 "model" -- pdbin generate -p x
+expect "generate bad spacing" 2 "timestep-spacing" -- pdbin generate -m "$S15" -p x --timestep-spacing up -o "$TMP/a.png"
+expect "generate bad original size" 2 "original-size" -- pdbin generate -m "$S15" -p x --original-size 1024 -o "$TMP/a.png"
+expect "generate bad crop" 2 "crop" -- pdbin generate -m "$S15" -p x --crop -1,0 -o "$TMP/a.png"
+expect "generate turbo sdxl" 0 "seed 3" -- pdbin generate -m "$M/tiny-sdxl.safetensors" -p "a cat" -W 64 -H 64 --steps 1 --cfg-scale 0 --timestep-spacing trailing --original-size 512x512 --crop 0,16 -s 3 -q -o "$TMP/t.png"
 expect "generate" 0 "seed 5" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 2 -s 5 -q -o "$TMP/g.png"
 expect "generate alias" 0 "seed 5" -- pdbin -m "$S15" -p "a cat" -W 64 -H 64 --steps 2 -s 5 -q -o "$TMP/g2.png"
 if cmp -s "$TMP/g.png" "$TMP/g2.png"; then ok "same seed, same image"; else bad "same seed gave different files"; fi

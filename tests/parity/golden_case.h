@@ -4,7 +4,8 @@
  * tests.
  *
  * Mapping: diffusers clip_skip c = our c + 1; diffusers tokenizes the text as it is
- * (no A1111 weights); "<sampler>_karras" = sampler + the karras schedule.
+ * (no A1111 weights); "<sampler>_karras" = sampler + the karras schedule;
+ * scheduler_overrides.timestep_spacing = timestep_spacing.
  */
 #ifndef PD_TEST_GOLDEN_CASE_H
 #define PD_TEST_GOLDEN_CASE_H
@@ -21,6 +22,7 @@ typedef struct golden_case {
     pd_gen_params gp;
     pd_st_file *g;        /* the case's tensors */
     char sampler[64];
+    char spacing[16];
     char *text;           /* JSON text (the strings of gp point into arena) */
     pd_arena arena;
     uint8_t *init;        /* init image copy (img2img) or NULL */
@@ -58,6 +60,11 @@ static inline bool golden_case_load(const char *case_name, golden_case *gc) {
     if (k) *k = '\0';
     gp->sampler = gc->sampler;
     gp->scheduler = k ? "karras" : "default";
+    const char *spacing = pd_json_get_string(pd_json_get(p, "scheduler_overrides"), "timestep_spacing", NULL);
+    if (spacing) {
+        snprintf(gc->spacing, sizeof gc->spacing, "%s", spacing);
+        gp->timestep_spacing = gc->spacing;
+    }
     gc->g = golden_open(case_name);
     if (!gc->g) return false;
     const pd_st_tensor *t = pd_st_find(gc->g, "init_image_u8");

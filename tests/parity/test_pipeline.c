@@ -179,6 +179,13 @@ static void test_cancel_and_reuse(void) {
     bad.sampler = "nope";
     CHECK_EQ_INT(pd_generate(ctx, &bad, &b, &err), PD_ERR_INVALID_ARG);
     bad = gp;
+    bad.timestep_spacing = "sideways";
+    CHECK_EQ_INT(pd_generate(ctx, &bad, &b, &err), PD_ERR_INVALID_ARG);
+    CHECK_STR_CONTAINS(err.msg, "trailing");
+    bad = gp;
+    bad.crop_top = -8;
+    CHECK_EQ_INT(pd_generate(ctx, &bad, &b, &err), PD_ERR_INVALID_ARG);
+    bad = gp;
     uint8_t px[8 * 8 * 3] = {0};
     bad.init_image = px;
     bad.init_width = bad.init_height = 8;
@@ -275,17 +282,62 @@ static void test_lcm_unet(void) {
     pd_ctx_free(ctx);
 }
 
+/* SDXL size conditioning: explicit defaults give the default image; a crop or another
+ * original size changes it (the time ids reach the UNet). */
+static void test_sdxl_size_cond(void) {
+    PD_REQUIRE_GOLDEN();
+    char path[1024];
+    pd_ctx_params cp = pd_ctx_default_params();
+    cp.precision = PD_PRECISION_FP32;
+    pd_ctx *ctx = NULL;
+    pd_error err = {0};
+    if (pd_ctx_load(golden_model(path, sizeof path, "tiny-sdxl.safetensors"), &cp, &ctx, &err) != PD_OK) {
+        PD_FAIL("%s", err.msg);
+        return;
+    }
+    pd_gen_params gp = pd_gen_default_params();
+    gp.prompt = "a cat";
+    gp.width = 64;
+    gp.height = 48;
+    gp.steps = 2;
+    gp.cfg_scale = 1.0f;
+    gp.seed = 5;
+    pd_result *r[4] = {0};
+    CHECK_EQ_INT(pd_generate(ctx, &gp, &r[0], &err), PD_OK);
+    gp.original_width = gp.target_width = 64;
+    gp.original_height = gp.target_height = 48;
+    CHECK_EQ_INT(pd_generate(ctx, &gp, &r[1], &err), PD_OK);
+    gp.crop_top = 16;
+    CHECK_EQ_INT(pd_generate(ctx, &gp, &r[2], &err), PD_OK);
+    gp.crop_top = 0;
+    gp.original_width = 1024;
+    CHECK_EQ_INT(pd_generate(ctx, &gp, &r[3], &err), PD_OK);
+    const size_t n = 64 * 48 * 3;
+    if (r[0] && r[1] && r[2] && r[3]) {
+        CHECK(memcmp(r[0]->images[0].rgb, r[1]->images[0].rgb, n) == 0);
+        CHECK(memcmp(r[0]->images[0].rgb, r[2]->images[0].rgb, n) != 0);
+        CHECK(memcmp(r[0]->images[0].rgb, r[3]->images[0].rgb, n) != 0);
+    }
+    for (int i = 0; i < 4; i++) pd_result_free(r[i]);
+    pd_ctx_free(ctx);
+}
+
 static void test_txt2img_sd15(void) { run_family("txt2img_", "tiny-sd15"); }
 static void test_txt2img_sdxl(void) { run_family("txt2img_", "tiny-sdxl"); }
 static void test_img2img_sd15(void) { run_family("img2img_", "tiny-sd15"); }
 static void test_img2img_sdxl(void) { run_family("img2img_", "tiny-sdxl"); }
+static void test_turbo_sd15(void) { run_family("turbo_txt2img_", "tiny-sd15"); }
+static void test_turbo_sdxl(void) { run_family("turbo_txt2img_", "tiny-sdxl"); }
 
 int main(void) {
     PD_RUN(test_cancel_and_reuse);
     PD_RUN(test_lcm_unet);
+    PD_RUN(test_sdxl_size_cond);
     PD_RUN(test_txt2img_sd15);
     PD_RUN(test_txt2img_sdxl);
     PD_RUN(test_img2img_sd15);
     PD_RUN(test_img2img_sdxl);
+    PD_RUN(test_turbo_sd15);
+    PD_RUN(test_turbo_sdxl);
     return pd_test_summary();
 }
