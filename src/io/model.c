@@ -393,20 +393,48 @@ static pd_family detect_family(const pd_model_src *m) {
     return PD_FAMILY_UNKNOWN;
 }
 
-pd_status pd_model_open(const char *path, const char *config_path, pd_model_src **out,
-                        pd_error *err) {
+/* *out = an empty source for path (checked). */
+static pd_status model_new(const char *path, pd_model_src **out, pd_error *err) {
     *out = NULL;
     if (!path || !*path) return pd_error_set(err, PD_ERR_INVALID_ARG, "no model path given");
     if (strlen(path) >= sizeof((pd_model_src *)0)->path)
         return pd_error_set(err, PD_ERR_INVALID_ARG, "model path too long: '%.64s...'", path);
     pd_model_src *m = calloc(1, sizeof *m);
-    if (!m) return pd_error_set(err, PD_ERR_OOM, "out of memory opening '%s'", path);
-    pd_status st = PD_OK;
-    if (pd_arena_init(&m->arena, 0) != 0) {
+    if (!m || pd_arena_init(&m->arena, 0) != 0) {
         free(m);
         return pd_error_set(err, PD_ERR_OOM, "out of memory opening '%s'", path);
     }
     snprintf(m->path, sizeof m->path, "%s", path);
+    *out = m;
+    return PD_OK;
+}
+
+pd_status pd_model_open_component_file(const char *path, pd_component c, pd_model_src **out,
+                                       pd_error *err) {
+    *out = NULL;
+    PD_ASSERT((unsigned)c < PD_COMP_COUNT);
+    pd_model_src *m = NULL;
+    pd_status st = model_new(path, &m, err);
+    if (st != PD_OK) return st;
+    pd_st_file *f = NULL;
+    st = pd_path_is_file(path) ? add_file(m, path, &f, err)
+                               : pd_error_set(err, PD_ERR_IO, "cannot open '%s': not a file", path);
+    if (st != PD_OK) {
+        pd_model_close(m);
+        return st;
+    }
+    m->layout = PD_LAYOUT_UNKNOWN;
+    set_comp(m, c, f, "", PD_TEXT_NAMING_NONE);
+    *out = m;
+    return PD_OK;
+}
+
+pd_status pd_model_open(const char *path, const char *config_path, pd_model_src **out,
+                        pd_error *err) {
+    *out = NULL;
+    pd_model_src *m = NULL;
+    pd_status st = model_new(path, &m, err);
+    if (st != PD_OK) return st;
 
     if (pd_path_is_dir(path)) st = open_folder(m, path, err);
     else if (pd_path_is_file(path)) st = open_single_file(m, path, err);

@@ -74,6 +74,13 @@ pd_status pd_model_open(const char *path, const char *config_path, pd_model_src 
                         pd_error *err);
 void pd_model_close(pd_model_src *m);   /* NULL-tolerant */
 
+/* Opens one safetensors file that holds a single component's tensors under their own
+ * names (no key prefix, no config), e.g. a lone TAESD encoder or decoder file: the
+ * result has only component c, layout PD_LAYOUT_UNKNOWN and family unknown; names in
+ * messages are the tensor names as stored. Free with pd_model_close. */
+pd_status pd_model_open_component_file(const char *path, pd_component c, pd_model_src **out,
+                                       pd_error *err);
+
 /* Finds prefix + name in the component's files; NULL when absent. */
 const pd_st_tensor *pd_model_find(const pd_model_src *m, pd_component c, const char *name);
 

@@ -30,8 +30,11 @@ typedef enum pd_act {
     PD_ACT_NONE = 0,
     PD_ACT_GELU,        /* x * 0.5 * (1 + erf(x / sqrt(2)))  (torch gelu, exact) */
     PD_ACT_QUICK_GELU,  /* x * sigmoid(1.702 x)               (OpenAI CLIP) */
-    PD_ACT_SILU         /* x * sigmoid(x) */
+    PD_ACT_SILU,        /* x * sigmoid(x) */
+    PD_ACT_RELU         /* max(x, 0), NaN kept (TAESD) */
 } pd_act;
+
+#define PD_ACT_COUNT 5     /* number of pd_act values (tests loop over them) */
 
 /* ---- GEMM against pre-packed weights --------------------------------------------
  * C[i, j] = act(sum_kk A[i, kk] * W[j, kk] + bias[j]) (+ res[i, j])

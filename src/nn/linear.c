@@ -1,6 +1,6 @@
 /*
- * linear.c - threaded drivers: linear layers (GEMM against packed weights), layer norm
- * and attention, splitting work into disjoint ranges per thread.
+ * linear.c - threaded drivers: linear layers (GEMM against packed weights), layer norm,
+ * attention and elementwise activations, splitting work into disjoint ranges per thread.
  *
  * GEMM split: by whole weight panels when there are at least as many panels as threads
  * (every thread streams a disjoint part of W once), else by rows of x.
@@ -69,6 +69,30 @@ void pd_nn_layernorm(const pd_nn *nn, float *y, size_t ldy, const float *x, size
                      int rows, int cols, const float *gamma, const float *beta, float eps) {
     ln_job j = {nn->kt, y, ldy, x, ldx, rows, cols, gamma, beta, eps};
     pd_pool_run(nn->pool, ln_task, &j);
+}
+
+typedef struct act_job {
+    const pd_kernels *kt;
+    float *y;
+    const float *x;
+    size_t n;
+    pd_act act;
+} act_job;
+
+/* Ranges start on multiples of 16 floats (one cache line) so threads never share a
+ * line of y. */
+static void act_task(void *arg, int ith, int nth) {
+    const act_job *j = arg;
+    size_t blocks = (j->n + 15) / 16;
+    size_t i0 = blocks * (size_t)ith / (size_t)nth * 16, i1 = blocks * (size_t)(ith + 1) / (size_t)nth * 16;
+    if (i1 > j->n) i1 = j->n;
+    if (i0 < i1) j->kt->act_f32(j->y + i0, j->x + i0, i1 - i0, j->act);
+}
+
+void pd_nn_act(const pd_nn *nn, float *y, const float *x, size_t n, pd_act act) {
+    if (n == 0) return;
+    act_job j = {nn->kt, y, x, n, act};
+    pd_pool_run(nn->pool, act_task, &j);
 }
 
 typedef struct attn_job {

@@ -31,6 +31,9 @@ void pd_nn_linear(const pd_nn *nn, float *y, size_t ldy, const float *x, size_t 
 void pd_nn_layernorm(const pd_nn *nn, float *y, size_t ldy, const float *x, size_t ldx,
                      int rows, int cols, const float *gamma, const float *beta, float eps);
 
+/* y[i] = act(x[i]) for i < n (threaded); y may equal x, else they must not overlap. */
+void pd_nn_act(const pd_nn *nn, float *y, const float *x, size_t n, pd_act act);
+
 /* Multi-head attention over all heads and query rows of args (h0/h1, q0/q1 ignored):
  * split across threads by (head, query block). */
 void pd_nn_attention(const pd_nn *nn, const pd_attn_args *args);

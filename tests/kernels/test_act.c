@@ -27,7 +27,7 @@ static const variant VARIANTS[] = {
 #undef PD_KERNEL
 };
 
-static const char *const ACT_NAMES[] = {"none", "gelu", "quick_gelu", "silu"};
+static const char *const ACT_NAMES[PD_ACT_COUNT] = {"none", "gelu", "quick_gelu", "silu", "relu"};
 
 static bool close_enough(float y, float r) {
     if (isnan(r)) return isnan(y);
@@ -79,7 +79,8 @@ static void test_ref_known_values(void) {
         CHECK_NEAR(pd_f32_act_scalar(T[i].x, PD_ACT_QUICK_GELU), T[i].quick, 1e-6 * fabs(T[i].quick));
         CHECK(pd_f32_act_scalar(T[i].x, PD_ACT_NONE) == T[i].x);
     }
-    for (int a = 1; a < 4; a++) {
+    for (int a = 1; a < PD_ACT_COUNT; a++) {
+        if (a == PD_ACT_RELU) continue;   /* below */
         CHECK(pd_f32_act_scalar(INFINITY, (pd_act)a) == INFINITY);
         float z = pd_f32_act_scalar(-INFINITY, (pd_act)a);
         CHECK(z == 0.0f && signbit(z));
@@ -88,6 +89,17 @@ static void test_ref_known_values(void) {
         CHECK(fabsf(pd_f32_act_scalar(-100.0f, (pd_act)a)) < 1e-39f);
         CHECK(pd_f32_act_scalar(0.0f, (pd_act)a) == 0.0f);
     }
+    /* RELU: exact, NaN and -0 pass through, negatives (and -inf) give +0. */
+    CHECK(pd_f32_act_scalar(2.5f, PD_ACT_RELU) == 2.5f);
+    CHECK(pd_f32_act_scalar(1e-45f, PD_ACT_RELU) == 1e-45f);
+    CHECK(pd_f32_act_scalar(INFINITY, PD_ACT_RELU) == INFINITY);
+    float r = pd_f32_act_scalar(-3.0f, PD_ACT_RELU);
+    CHECK(r == 0.0f && !signbit(r));
+    r = pd_f32_act_scalar(-INFINITY, PD_ACT_RELU);
+    CHECK(r == 0.0f && !signbit(r));
+    r = pd_f32_act_scalar(-0.0f, PD_ACT_RELU);
+    CHECK(r == 0.0f && signbit(r));
+    CHECK(isnan(pd_f32_act_scalar(NAN, PD_ACT_RELU)));
 }
 
 static void test_variants_special_values(void) {
@@ -104,7 +116,7 @@ static void test_variants_special_values(void) {
     };
     for (size_t v = 1; v < PD_COUNT(VARIANTS); v++) {
         if (!kt_isa_supported(VARIANTS[v].isa)) continue;
-        for (int a = 0; a < 4; a++) check(&VARIANTS[v], sp, PD_COUNT(sp), (pd_act)a, 1);
+        for (int a = 0; a < PD_ACT_COUNT; a++) check(&VARIANTS[v], sp, PD_COUNT(sp), (pd_act)a, 1);
     }
 }
 
@@ -119,7 +131,7 @@ static void test_variants_sweep(void) {
     }
     for (size_t v = 1; v < PD_COUNT(VARIANTS); v++) {
         if (!kt_isa_supported(VARIANTS[v].isa)) continue;
-        for (int a = 0; a < 4; a++) check(&VARIANTS[v], x, n, (pd_act)a, 0);
+        for (int a = 0; a < PD_ACT_COUNT; a++) check(&VARIANTS[v], x, n, (pd_act)a, 0);
     }
     kt_free(x, 0);
 }
@@ -132,7 +144,7 @@ static void test_variants_lengths(void) {
     for (size_t v = 1; v < PD_COUNT(VARIANTS); v++) {
         if (!kt_isa_supported(VARIANTS[v].isa)) continue;
         for (size_t l = 0; l < PD_COUNT(lens); l++)
-            for (int a = 0; a < 4; a++) check(&VARIANTS[v], x, lens[l], (pd_act)a, (int)(l % 2));
+            for (int a = 0; a < PD_ACT_COUNT; a++) check(&VARIANTS[v], x, lens[l], (pd_act)a, (int)(l % 2));
     }
 }
 

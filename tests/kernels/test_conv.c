@@ -379,7 +379,7 @@ static void test_variants_ranges(void) {
             if (ranges[r][1] > cout || ranges[r][0] > ranges[r][1]) continue;
             conv_case c = {.h = 9, .w = 11, .cin = 7, .cout = cout, .k = 3, .stride = 1 + (int)(r % 2),
                            .pad = (int)(r % 3), .oy0 = (int)(r % 4), .oy1 = -1, .n0 = ranges[r][0],
-                           .n1 = ranges[r][1], .act = (pd_act)(r % 4), .bias = true, .res = (int)(r % 3),
+                           .n1 = ranges[r][1], .act = (pd_act)(r % PD_ACT_COUNT), .bias = true, .res = (int)(r % 3),
                            .misalign = (int)(r % 2), .wdt = PD_DTYPE_F32};
             int oh, ow, pt, pl;
             geometry(&c, &oh, &ow, &pt, &pl);

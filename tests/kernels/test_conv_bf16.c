@@ -396,7 +396,7 @@ static void test_variants_ranges(void) {
         /* K = 9 * 640: column blocks of 64 (L2 budget) -> several per call. */
         conv_case c = {.h = 3, .w = 16, .cin = r % 2 ? 640 : 190, .cout = 300, .k = 3, .stride = 1,
                        .pad = PAD_SAME, .oy0 = (int)(r % 3), .oy1 = 3 - (int)(r % 2), .n0 = ranges[r][0],
-                       .n1 = ranges[r][1], .act = (pd_act)(r % 4), .bias = true, .res = (int)(r % 3),
+                       .n1 = ranges[r][1], .act = (pd_act)(r % PD_ACT_COUNT), .bias = true, .res = (int)(r % 3),
                        .misalign = (int)(r % 2)};
         if (c.oy0 > c.oy1) c.oy0 = c.oy1;
         check_case(&c);

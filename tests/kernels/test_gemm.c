@@ -239,7 +239,7 @@ static void test_ref_vs_direct(void) {
     kt_seed(7);
     const int nrs[] = {1, 5, 16, 32, 64};
     for (size_t t = 0; t < PD_COUNT(nrs); t++) {
-        for (int act = 0; act < 4; act++) {
+        for (int act = 0; act < PD_ACT_COUNT; act++) {
             gemm_case c = {.m = 9, .n = 45, .k = 70, .n0 = 0, .n1 = 45, .act = (pd_act)act,
                            .bias = true, .res = RES_SEPARATE, .lda_pad = 3, .ldc_pad = 2,
                            .ldres_pad = 1, .a_scale = 1.0f};
@@ -308,7 +308,7 @@ static void test_variants_column_splits(void) {
         for (size_t r = 0; r < PD_COUNT(ranges); r++) {
             if (ranges[r][1] > n || ranges[r][0] > ranges[r][1]) continue;
             gemm_case c = {.m = 11, .n = n, .k = 50, .n0 = ranges[r][0], .n1 = ranges[r][1],
-                           .act = (pd_act)(r % 4), .bias = true, .res = (int)(r % 3),
+                           .act = (pd_act)(r % PD_ACT_COUNT), .bias = true, .res = (int)(r % 3),
                            .ldc_pad = 3, .misalign = (int)(r % 2), .a_scale = 1.0f};
             gemm_data d;
             data_make(&d, &c);
@@ -333,7 +333,7 @@ static void test_variants_column_splits(void) {
 static void test_variants_activations(void) {
     if (n_supported_simd() == 0) PD_SKIP("no SIMD GEMM variant runs on this CPU");
     kt_seed(17);
-    for (int act = 0; act < 4; act++)
+    for (int act = 0; act < PD_ACT_COUNT; act++)
         for (int res = RES_NONE; res <= RES_ALIAS; res++) {
             gemm_case c = {.m = 13, .n = 33, .k = 64, .n0 = 0, .n1 = 33, .act = (pd_act)act,
                            .bias = true, .res = res, .lda_pad = 1, .ldc_pad = 2, .ldres_pad = 3,

@@ -320,7 +320,7 @@ static void test_ref_vs_f32(void) {
     int idx = 0;
     for (size_t t = 0; t < PD_COUNT(ks); t++)
         for (size_t u = 0; u < PD_COUNT(dts); u++)
-            for (int act = 0; act < 4; act++, idx++) {
+            for (int act = 0; act < PD_ACT_COUNT; act++, idx++) {
                 gemm_case c = {.m = 9, .n = 45, .k = ks[t], .n0 = 0, .n1 = 45, .act = (pd_act)act,
                                .bias = idx % 2 == 0, .res = idx % 3, .lda_pad = 3, .ldc_pad = 2,
                                .ldres_pad = 1, .misalign = idx % 2, .wdt = dts[u], .a_scale = 1.0f};
@@ -380,7 +380,7 @@ static void test_variant_column_splits(void) {
     };
     for (size_t r = 0; r < PD_COUNT(ranges); r++) {
         gemm_case c = {.m = 35, .n = n, .k = 70, .n0 = ranges[r][0], .n1 = ranges[r][1],
-                       .act = (pd_act)(r % 4), .bias = true, .res = (int)(r % 3), .ldc_pad = 3,
+                       .act = (pd_act)(r % PD_ACT_COUNT), .bias = true, .res = (int)(r % 3), .ldc_pad = 3,
                        .misalign = (int)(r % 2), .wdt = PD_DTYPE_F32, .a_scale = 1.0f};
         check_case(&c);
     }
@@ -389,7 +389,7 @@ static void test_variant_column_splits(void) {
 static void test_variant_activations(void) {
     if (!any_ok()) PD_SKIP("no bf16 GEMM variant runs on this CPU");
     kt_seed(17);
-    for (int act = 0; act < 4; act++)
+    for (int act = 0; act < PD_ACT_COUNT; act++)
         for (int res = RES_NONE; res <= RES_ALIAS; res++) {
             gemm_case c = {.m = 40, .n = 70, .k = 64, .n0 = 0, .n1 = 70, .act = (pd_act)act,
                            .bias = true, .res = res, .lda_pad = 1, .ldc_pad = 2, .ldres_pad = 3,

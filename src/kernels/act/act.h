@@ -7,8 +7,11 @@
  *   GELU        y = x * Phi(x), Phi(x) = 0.5 * erfc(-x / sqrt(2))   (torch gelu, exact erf)
  *   QUICK_GELU  y = x * sigmoid(1.702 x)
  *   SILU        y = x * sigmoid(x)
+ *   RELU        y = x < 0 ? 0 : x   (exact in every variant; NaN -> NaN, -0 -> -0,
+ *               -inf -> +0)
  * Special values (the reference defines them, SIMD variants match):
- *   NaN -> NaN; +inf -> +inf; -inf -> -0 (the limit, not inf * 0 = NaN);
+ *   NaN -> NaN; +inf -> +inf; -inf -> -0 for the sigmoid/erf ones (the limit, not
+ *   inf * 0 = NaN), +0 for RELU;
  *   large negative x -> -0 or a tiny value. SIMD variants never produce denormals
  *   (each costs a ~100-cycle microcode assist on x86): results below 1e-34 in
  *   magnitude may be flushed to zero (SiLU/quick-GELU for x below about -87 and

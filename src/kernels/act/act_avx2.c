@@ -29,5 +29,6 @@ void pd_f32_act_16__avx2(float *y, const float *x, size_t n, pd_act act) {
     case PD_ACT_GELU: run(y, x, n, PD_ACT_GELU); break;
     case PD_ACT_QUICK_GELU: run(y, x, n, PD_ACT_QUICK_GELU); break;
     case PD_ACT_SILU: run(y, x, n, PD_ACT_SILU); break;
+    case PD_ACT_RELU: run(y, x, n, PD_ACT_RELU); break;
     }
 }

@@ -13,6 +13,7 @@
 float pd_f32_act_scalar(float x, pd_act act) {
     double d = x;
     if (act == PD_ACT_NONE) return x;
+    if (act == PD_ACT_RELU) return x < 0.0f ? 0.0f : x;   /* NaN and -0 pass through */
     if (isinf(x)) return x > 0 ? x : -0.0f;
     switch (act) {
     case PD_ACT_GELU: return (float)(d * 0.5 * erfc(-d * M_SQRT1_2));
@@ -22,7 +23,8 @@ float pd_f32_act_scalar(float x, pd_act act) {
         return (float)(d / (1.0 + exp(-z)));
     }
     case PD_ACT_SILU: return (float)(d / (1.0 + exp(-d)));
-    case PD_ACT_NONE: break;
+    case PD_ACT_NONE:
+    case PD_ACT_RELU: break;
     }
     return x;
 }

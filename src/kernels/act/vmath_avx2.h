@@ -95,6 +95,7 @@ PD_V8_INLINE __m256 v8_act(__m256 x, pd_act act) {
     case PD_ACT_GELU: return v8_gelu(x);
     case PD_ACT_QUICK_GELU: return v8_x_sigmoid(x, PD_QUICK_GELU_K);
     case PD_ACT_SILU: return v8_x_sigmoid(x, 1.0f);
+    case PD_ACT_RELU: return _mm256_max_ps(_mm256_setzero_ps(), x);   /* NaN x -> x */
     case PD_ACT_NONE: break;
     }
     return x;

@@ -91,6 +91,7 @@ PD_V16_INLINE __m512 v16_act(__m512 x, pd_act act) {
     case PD_ACT_GELU: return v16_gelu(x);
     case PD_ACT_QUICK_GELU: return v16_x_sigmoid(x, PD_QUICK_GELU_K);
     case PD_ACT_SILU: return v16_x_sigmoid(x, 1.0f);
+    case PD_ACT_RELU: return _mm512_max_ps(_mm512_setzero_ps(), x);   /* NaN x -> x */
     case PD_ACT_NONE: break;
     }
     return x;

@@ -97,6 +97,7 @@ static void epilogue(const pd_conv_args *a, const float *acc, int acc_ld, size_t
     case PD_ACT_GELU: epilogue_act(a, acc, acc_ld, p, rows, j, cols, PD_ACT_GELU); break;
     case PD_ACT_QUICK_GELU: epilogue_act(a, acc, acc_ld, p, rows, j, cols, PD_ACT_QUICK_GELU); break;
     case PD_ACT_SILU: epilogue_act(a, acc, acc_ld, p, rows, j, cols, PD_ACT_SILU); break;
+    case PD_ACT_RELU: epilogue_act(a, acc, acc_ld, p, rows, j, cols, PD_ACT_RELU); break;
     }
 }
 

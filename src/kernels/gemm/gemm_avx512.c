@@ -105,6 +105,7 @@ static void epilogue(const pd_gemm_args *g, const float *acc, int nr, int i, int
     case PD_ACT_GELU: epilogue_act(g, acc, nr, i, rows, j, cols, PD_ACT_GELU); break;
     case PD_ACT_QUICK_GELU: epilogue_act(g, acc, nr, i, rows, j, cols, PD_ACT_QUICK_GELU); break;
     case PD_ACT_SILU: epilogue_act(g, acc, nr, i, rows, j, cols, PD_ACT_SILU); break;
+    case PD_ACT_RELU: epilogue_act(g, acc, nr, i, rows, j, cols, PD_ACT_RELU); break;
     }
 }
 

@@ -302,5 +302,6 @@ void pd_bf16_epilogue(const pd_bf16_out *o, const float *acc, size_t ldacc, int 
     case PD_ACT_GELU: epilogue_act(o, acc, ldacc, r0, rows, j0, cols, PD_ACT_GELU); break;
     case PD_ACT_QUICK_GELU: epilogue_act(o, acc, ldacc, r0, rows, j0, cols, PD_ACT_QUICK_GELU); break;
     case PD_ACT_SILU: epilogue_act(o, acc, ldacc, r0, rows, j0, cols, PD_ACT_SILU); break;
+    case PD_ACT_RELU: epilogue_act(o, acc, ldacc, r0, rows, j0, cols, PD_ACT_RELU); break;
     }
 }
