@@ -6,7 +6,7 @@
  * n_kv; n_kv below, at and above the key blocks (AMX: 128 keys up to head_dim 32, 96 at
  * 40 and 64, 64 at 80 to 160, 32 at 512; AVX512-BF16: 64, 16 at 512) and not a multiple
  * of them; n_q above the query chunks (AMX: 256 rows up to head_dim 64, 160 at 80, 96 at
- * 160, 32 at 512; AVX512-BF16: 256 up to 64, 224 at 80, 96 at 160, 32 at 512), also
+ * 160, 32 at 512; AVX512-BF16: 256 up to 80, 96 at 160, 32 at 512), also
  * with sub-ranges starting mid-chunk; causal and not;
  * two layouts (heads interleaved in a token row as in NHWC [tokens, heads * head_dim],
  * and planar [heads, tokens, head_dim] with padded rows); q0/q1 and h0/h1 sub-ranges
@@ -289,11 +289,11 @@ static void test_variants_subranges(void) {
             check_case(&c);
         }
     /* Sub-ranges that start mid-chunk and cross chunk and key-block boundaries at the
-     * other SD head dims (AVX512-BF16 chunks: 256 queries at 40 and 64, 224 at 80, 96 at
-     * 160, 32 at 512; key blocks of 64, 16 at 512). */
+     * other SD head dims (AVX512-BF16 chunks: 256 queries up to 80, 96 at 160, 32 at 512;
+     * key blocks of 64, 16 at 512). */
     const int dims[][5] = {
         /* dim, n_q, n_kv, q0, q1 */
-        {64, 300, 200, 37, 290}, {80, 260, 130, 5, 250}, {160, 230, 90, 50, 229}, {512, 80, 45, 3, 71},
+        {64, 300, 200, 37, 290}, {80, 300, 130, 5, 290}, {160, 230, 90, 50, 229}, {512, 80, 45, 3, 71},
         {7, 50, 33, 1, 49},
     };
     for (size_t d = 0; d < PD_COUNT(dims); d++)

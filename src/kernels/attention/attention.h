@@ -46,7 +46,7 @@ void pd_f32_attention_6x64__avx512(const pd_attn_args *args);
  * large scores. The AMX variant needs pd_cpu_supports(PD_ISA_AMX), uses ~192 KiB of
  * stack, and sets MXCSR FTZ|DAZ for the duration of the call (restored). The
  * AVX512-BF16 variant (attention_bf16_avx512bf16.c: same roundings, running max and sum)
- * needs AVX-512 with avx512bf16, uses ~145 KiB of stack, and sets FTZ|DAZ the same way. */
+ * needs AVX-512 with avx512bf16, uses ~161 KiB of stack, and sets FTZ|DAZ the same way. */
 void pd_bf16_attention__ref(const pd_attn_args *args);
 void pd_bf16_attention_32x128__amx(const pd_attn_args *args);
 void pd_bf16_attention_32x64__avx512bf16(const pd_attn_args *args);

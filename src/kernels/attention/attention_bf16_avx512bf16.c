@@ -23,7 +23,7 @@
  * Loop nest per head:
  *   for each chunk of qc queries (<= 256; Q^T + O^T + m, l of the chunk fit the arena):
  *     Q^T -> bf16 pairs; O^T, l = 0; m = -inf
- *     for each key block of bk keys (64; 32 or 16 for head_dim > 160):
+ *     for each key block of bk keys (64; 32 from head_dim 235, 16 from 307):
  *       K, V -> bf16 pair layouts (once per chunk and block, reused by every query block)
  *       for each block of 32 queries (causal: only keys the block can see):
  *         S^T (register tiles, stored [bk][32]); block max; lazy m update; P^T and l;
@@ -43,7 +43,9 @@
  * MXCSR gets FTZ | DAZ for the call (restored): 2^t below 2^-126 would be a denormal;
  * vcvtne2ps2bf16 and vdpbf16ps read denormals as zero anyway.
  *
- * Stack: a 144 KiB arena (Q^T, O^T, m, l of the chunk; K, V, S^T, P^T of the block).
+ * Stack: a 160 KiB arena (Q^T, O^T, m, l of the chunk; K, V, S^T, P^T of the block):
+ * chunks of 256 queries up to head_dim 80 (one K, V conversion per 256-row call), 96 at
+ * 160, 32 at 512.
  *
  * Traps: padding that meets real data must be real zeros (0 * NaN garbage is NaN): the
  * odd partner of the last d pair in Q^T and K, K rows past the block (their scores are
@@ -63,7 +65,7 @@
 #define QB 32                 /* queries per block: 2 tiles */
 #define QC_MAX 256            /* queries per chunk */
 #define ND_MAX 12             /* d rows per O^T register tile */
-#define ARENA (144 * 1024)    /* stack bytes for the buffers */
+#define ARENA (160 * 1024)    /* stack bytes for the buffers */
 #define LAZY 32.0f            /* log2 units the block max may exceed m before m moves */
 #define PD_INLINE static inline __attribute__((always_inline))
 
@@ -232,6 +234,8 @@ PD_INLINE void s_tile(const uint32_t *qt, const uint32_t *kt, int bk, int np, fl
         for (int t = 0; t < nqt; t++) _mm512_storeu_ps(s + r * QB + t * QT, acc[r][t]);
 }
 
+/* noinline (also convert_q, convert_kv, attend_block): inlined into the driver, GCC ran
+ * out of registers and reloaded the tile's pointers from the stack every d pair. */
 __attribute__((noinline)) static void s_2x8(const uint32_t *qt, const uint32_t *kt, int bk, int np, float *s) {
     s_tile(qt, kt, bk, np, s, 2, 8);
 }
@@ -478,7 +482,7 @@ void pd_bf16_attention_32x64__avx512bf16(const pd_attn_args *g) {
     PD_ASSERT(g->head_dim >= 1 && g->head_dim <= PD_ATTN_MAX_HEAD_DIM);
     if (g->q0 >= g->q1 || g->h0 >= g->h1) return;
     attn_ctx x = {.g = g, .dim = g->head_dim, .np = (g->head_dim + 1) / 2};
-    /* Key block 64, or 32 / 16 when the chunk would drop below 64 queries (head_dim > 160). */
+    /* Key block 64, or 32 / 16 when the chunk would drop below 64 queries (head_dim >= 235). */
     for (x.bk = 64;; x.bk /= 2) {
         const size_t left = ARENA - 8 * 64 - (size_t)x.bk * key_bytes(&x);
         x.qc = PD_MIN(QC_MAX, (int)(left / query_bytes(&x)) & ~(QB - 1));
