@@ -8,9 +8,10 @@
  * broadcasts of per-row values. vdpbf16ps multiplies pairs along its reduction axis, so
  * each operand is stored as dwords holding two bf16 neighbours along that axis:
  *   S^T[key][q] = K Q^T      Q^T: per query block [np][32] dwords (bf16 Q[q, 2p], Q[q, 2p + 1]),
- *                            converted once per chunk; K block [bk][np] dwords (its rows as
- *                            they are, bf16): tile 8 keys x 32 queries (16 zmm), per d pair
- *                            2 Q^T loads + 8 broadcast K pairs
+ *                            converted once per chunk; K block [np][bk] dwords (bf16 K[key, 2p],
+ *                            K[key, 2p + 1]; 16 x 16 transposes): tile 8 keys x 32 queries
+ *                            (16 zmm), per d pair 2 Q^T loads + 8 broadcast K pairs at
+ *                            consecutive addresses
  *   P^T = 2^(c S^T - m)      fp32 softmax; P rounded to bf16 and stored as key pairs
  *                            [bk / 2][32] dwords (vcvtne2ps2bf16 + vpermw interleave)
  *   O^T[d][q] += V^T P^T     V block [bk / 2][dim] dwords (bf16 V[2i, d], V[2i + 1, d]);
@@ -24,7 +25,9 @@
  *   for each chunk of qc queries (<= 256; Q^T + O^T + m, l of the chunk fit the arena):
  *     Q^T -> bf16 pairs; O^T, l = 0; m = -inf
  *     for each key block of bk keys (64; 32 from head_dim 235, 16 from 307):
- *       K, V -> bf16 pair layouts (once per chunk and block, reused by every query block)
+ *       K, V -> bf16 pair layouts (once per chunk and block, reused by every query block);
+ *       the next block's fp32 rows are prefetched meanwhile (a cold row otherwise stalls
+ *       the conversion for an L3 or memory round trip)
  *       for each block of 32 queries (causal: only keys the block can see):
  *         S^T (register tiles, stored [bk][32]); block max; lazy m update; P^T and l;
  *         O^T += V^T P^T in d groups of <= 12
@@ -52,7 +55,10 @@
  * masked, but stay finite), the partner of an odd last key in V; keys not visible (causal,
  * block tail) get P = 0 through masks, never through the exp; query lanes past the chunk
  * read zero Q (finite scores) and are never stored; a lane that saw no key keeps
- * m = -inf (alpha = 1 there, not NaN); vcvtne2ps_pbh(a, b) puts b in the low half.
+ * m = -inf (alpha = 1 there, not NaN); vcvtne2ps_pbh(a, b) puts b in the low half; GCC 12
+ * -O2 drops the calls to a static function that only prefetches (its interprocedural
+ * passes find no side effect: no prefetch was left in the object), so the helper is
+ * always_inline.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -419,8 +425,8 @@ static void write_out(const attn_ctx *x, int h, int c0, int c1, bool any) {
 }
 
 /* Prefetches K and V rows [j, j + n) of head h to L2 (the conversion of the next block
- * reads them; otherwise each row costs an L3 or memory round trip there). Inline: GCC's
- * IPA counts a function that only prefetches as const and deletes the calls. */
+ * reads them; otherwise each row costs an L3 or memory round trip there). always_inline:
+ * see the traps (GCC drops calls to a function that only prefetches). */
 PD_INLINE void prefetch_rows(const attn_ctx *x, int h, int j, int n) {
     const pd_attn_args *g = x->g;
     const char *k = (const char *)(g->k + (size_t)h * g->k_hs + (size_t)j * g->k_ld);
