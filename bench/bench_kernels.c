@@ -25,7 +25,8 @@
  * instruction) for AMX, a vdpbf16ps loop (16 x 2 x 2 FLOPs) for AVX512-BF16; --isa amx or
  * --isa avx512 selects one of the two.
  * attention_bf16 runs the attention_bf16.inc variants on the attention shapes, split
- * into (head, rows-block) tasks as pd_nn_attention does, against the same AMX bf16 peak.
+ * into (head, rows-block) tasks as pd_nn_attention does, against the same bf16 peak of
+ * their ISA (AMX or vdpbf16ps).
  * Not a test: no thresholds, not run by ctest.
  */
 #include <dirent.h>
@@ -548,7 +549,8 @@ static void bench_attention(const opts *o) {
 /* ---- attention_bf16 (attention_bf16.inc) ------------------------------------------------
  * The bf16 variants on the attention shapes, split like pd_nn_attention: tasks of (head,
  * block of the variant's rows queries), contiguous runs of tasks per thread. FLOPs as
- * for attention (head_dim unpadded); % of the measured AMX bf16 peak x threads. */
+ * for attention (head_dim unpadded); % of the measured bf16 peak of the variant's ISA
+ * (AMX or vdpbf16ps) x threads. */
 
 #if defined(__x86_64__)
 static const struct { pd_isa isa; const char *name; void (*fn)(const pd_attn_args *); int rows; } ATTN_BF16[] = {
@@ -583,11 +585,23 @@ static void attn_bf16_call(void *arg) {
     pd_pool_run(r->pool, attn_bf16_task, r);
 }
 
+/* AVX512-level bf16 variants need avx512bf16 on top of the level. */
+static bool attn_bf16_runs(const opts *o, pd_isa isa) {
+    return pd_cpu_supports(&o->cpu, isa) && (isa != PD_ISA_AVX512 || o->cpu.avx512bf16) &&
+           (o->isa < 0 || isa == (pd_isa)o->isa);
+}
+
 static void bench_attention_bf16(const opts *o) {
-    if (!pd_cpu_supports(&o->cpu, PD_ISA_AMX)) return;
-    if (g_peak_amx_bf16 <= 0) {
-        g_peak_amx_bf16 = best_of(peak_amx_bf16);
-        printf("# measured single-core AMX bf16 peak: %.1f GFLOP/s\n", g_peak_amx_bf16 * 1e-9);
+    for (size_t vi = 0; ATTN_BF16[vi].fn; vi++) {
+        if (!attn_bf16_runs(o, ATTN_BF16[vi].isa)) continue;
+        if (ATTN_BF16[vi].isa == PD_ISA_AMX && g_peak_amx_bf16 <= 0) {
+            g_peak_amx_bf16 = best_of(peak_amx_bf16);
+            printf("# measured single-core AMX bf16 peak: %.1f GFLOP/s\n", g_peak_amx_bf16 * 1e-9);
+        }
+        if (ATTN_BF16[vi].isa == PD_ISA_AVX512 && g_peak_avx512_bf16 <= 0) {
+            g_peak_avx512_bf16 = best_of(peak_avx512_bf16);
+            printf("# measured single-core AVX512-BF16 (vdpbf16ps) peak: %.1f GFLOP/s\n", g_peak_avx512_bf16 * 1e-9);
+        }
     }
     for (size_t s = 0; s < PD_COUNT(ATTN_SHAPES); s++) {
         const attn_shape *sh = &ATTN_SHAPES[s];
@@ -601,7 +615,7 @@ static void bench_attention_bf16(const opts *o) {
         char dims[64];
         snprintf(dims, sizeof dims, "%dh %dx%d d%d%s", heads, sh->n_q, sh->n_kv, sh->dim, sh->causal ? " c" : "");
         for (size_t vi = 0; ATTN_BF16[vi].fn; vi++) {
-            if (!pd_cpu_supports(&o->cpu, ATTN_BF16[vi].isa)) continue;
+            if (!attn_bf16_runs(o, ATTN_BF16[vi].isa)) continue;
             const int rows = ATTN_BF16[vi].rows, n_qb = (sh->n_q + rows - 1) / rows;
             attn_bf16_run r = {ATTN_BF16[vi].fn,
                                {.n_q = sh->n_q, .n_kv = sh->n_kv, .head_dim = sh->dim, .q0 = 0,
@@ -612,7 +626,7 @@ static void bench_attention_bf16(const opts *o) {
                                 .causal = sh->causal},
                                rows, n_qb, heads * n_qb, o->pool};
             double t = time_best(attn_bf16_call, &r, o);
-            report_peak("attn_bf16", ATTN_BF16[vi].name, sh->name, dims, t, flops, g_peak_amx_bf16 * o->threads);
+            report_peak("attn_bf16", ATTN_BF16[vi].name, sh->name, dims, t, flops, bf16_peak(ATTN_BF16[vi].isa) * o->threads);
         }
         free(q);
         free(k);

@@ -2,10 +2,12 @@
  * test_attention_bf16.c - bf16 attention: the bf16 reference against the fp32 one, and
  * every variant in attention_bf16.inc against both references.
  *
- * Cases: head_dim in {1, 8, 40, 64, 80, 160, 512} and odd ones (3, 17, 33, 100); n_q !=
- * n_kv; n_kv below, at and above the AMX key block (128 keys up to head_dim 32, 96 at 40
- * and 64, 64 at 80 to 160, 32 at 512) and not a multiple of it; n_q above the query
- * chunk (256 rows up to head_dim 64, 160 at 80, 96 at 160, 32 at 512); causal and not;
+ * Cases: head_dim in {1, 8, 40, 64, 80, 160, 512} and odd ones (3, 7, 17, 33, 100); n_q !=
+ * n_kv; n_kv below, at and above the key blocks (AMX: 128 keys up to head_dim 32, 96 at
+ * 40 and 64, 64 at 80 to 160, 32 at 512; AVX512-BF16: 64, 16 at 512) and not a multiple
+ * of them; n_q above the query chunks (AMX: 256 rows up to head_dim 64, 160 at 80, 96 at
+ * 160, 32 at 512; AVX512-BF16: 256 up to 80, 96 at 160, 32 at 512), also
+ * with sub-ranges starting mid-chunk; causal and not;
  * two layouts (heads interleaved in a token row as in NHWC [tokens, heads * head_dim],
  * and planar [heads, tokens, head_dim] with padded rows); q0/q1 and h0/h1 sub-ranges
  * (every other O element, including the padding past head_dim, must keep its sentinel
@@ -44,6 +46,13 @@ static const struct {
 #undef PD_KERNEL
     {PD_ISA_SCALAR, NULL, NULL, 0},   /* keeps the array non-empty */
 };
+
+/* AVX512-level entries need the avx512bf16 extension on top of the level. */
+static bool variant_supported(pd_isa isa) {
+    pd_cpu_features f;
+    pd_cpu_detect(&f);
+    return pd_cpu_supports(&f, isa) && (isa != PD_ISA_AVX512 || f.avx512bf16);
+}
 
 typedef struct attn_case {
     int heads, n_q, n_kv, dim;
@@ -189,7 +198,7 @@ static void check_case(const attn_case *c) {
     tolerances(c, &b, &tight, &loose);
     compare(c, &b, ref16, ref32, loose, "pd_bf16_attention__ref vs fp32 ref");
     for (size_t v = 0; VARIANTS[v].fn; v++) {
-        if (!kt_isa_supported(VARIANTS[v].isa)) continue;
+        if (!variant_supported(VARIANTS[v].isa)) continue;
         float *got = run(VARIANTS[v].fn, c, &b);
         char what[160];
         snprintf(what, sizeof what, "%s vs bf16 ref", VARIANTS[v].name);
@@ -208,8 +217,10 @@ static void check_case(const attn_case *c) {
 static int runnable(void) {
     int n = 0;
     for (size_t v = 0; VARIANTS[v].fn; v++) {
-        if (kt_isa_supported(VARIANTS[v].isa)) n++;
-        else fprintf(stderr, "  SKIP %s: CPU lacks %s\n", VARIANTS[v].name, pd_isa_name(VARIANTS[v].isa));
+        if (variant_supported(VARIANTS[v].isa)) n++;
+        else
+            fprintf(stderr, "  SKIP %s: CPU lacks %s%s\n", VARIANTS[v].name, pd_isa_name(VARIANTS[v].isa),
+                    VARIANTS[v].isa == PD_ISA_AVX512 ? " with avx512bf16" : "");
     }
     return n;
 }
@@ -242,7 +253,7 @@ static void test_ref(void) {
 
 static void test_variants_shapes(void) {
     if (!runnable()) PD_SKIP("no bf16 attention variant runs on this CPU");
-    static const int dims[] = {1, 8, 40, 64, 80, 160, 512, 3, 17, 33, 100};
+    static const int dims[] = {1, 8, 40, 64, 80, 160, 512, 3, 7, 17, 33, 100};
     static const int sizes[][2] = {
         {1, 1}, {5, 7}, {7, 5}, {64, 128}, {65, 129}, {13, 96}, {77, 77}, {100, 130}, {3, 257},
         {300, 77}, {40, 32}, {33, 33}, {600, 70}, {20, 300},
@@ -277,6 +288,21 @@ static void test_variants_subranges(void) {
                            .h0 = ranges[r][2], .h1 = ranges[r][3], .qk_scale = 1.0f, .misalign = 1};
             check_case(&c);
         }
+    /* Sub-ranges that start mid-chunk and cross chunk and key-block boundaries at the
+     * other SD head dims (AVX512-BF16 chunks: 256 queries up to 80, 96 at 160, 32 at 512;
+     * key blocks of 64, 16 at 512). */
+    const int dims[][5] = {
+        /* dim, n_q, n_kv, q0, q1 */
+        {64, 300, 200, 37, 290}, {80, 300, 130, 5, 290}, {160, 230, 90, 50, 229}, {512, 80, 45, 3, 71},
+        {7, 50, 33, 1, 49},
+    };
+    for (size_t d = 0; d < PD_COUNT(dims); d++)
+        for (int causal = 0; causal < 2; causal++) {
+            attn_case c = {.heads = 2, .n_q = dims[d][1], .n_kv = dims[d][2], .dim = dims[d][0], .causal = causal,
+                           .planar = d % 2 == 1, .q0 = dims[d][3], .q1 = dims[d][4], .h0 = 1, .h1 = 2,
+                           .qk_scale = 1.0f, .misalign = causal};
+            check_case(&c);
+        }
 }
 
 /* Scores of magnitude ~1e1..1e4: the running max must keep exp in range, and the lazy
@@ -307,7 +333,7 @@ static void test_variants_large_scores(void) {
         double tight, loose;
         tolerances(&c, &b, &tight, &loose);
         for (size_t v = 0; VARIANTS[v].fn; v++) {
-            if (!kt_isa_supported(VARIANTS[v].isa)) continue;
+            if (!variant_supported(VARIANTS[v].isa)) continue;
             float *got = run(VARIANTS[v].fn, &c, &b);
             compare(&c, &b, got, ref16, tight, "growing scores");
             kt_free(got, 0);
@@ -330,7 +356,7 @@ static void test_variants_scale(void) {
 
 static void test_variants_no_keys(void) {
     for (size_t v = 0; VARIANTS[v].fn; v++) {
-        if (!kt_isa_supported(VARIANTS[v].isa)) continue;
+        if (!variant_supported(VARIANTS[v].isa)) continue;
         for (int causal = 0; causal < 2; causal++) {
             attn_case c = {.heads = 2, .n_q = 5, .n_kv = 0, .dim = 8, .q0 = 0, .q1 = 5, .h0 = 0,
                            .h1 = 2, .qk_scale = 1.0f, .causal = causal};
@@ -348,17 +374,24 @@ static void test_variants_no_keys(void) {
     }
 }
 
-/* The bf16 kernel table at the AMX level uses the first AMX entry and its rows. */
-static void test_dispatch(void) {
-    if (!kt_isa_supported(PD_ISA_AMX)) PD_SKIP("CPU lacks amx");
+/* The bf16 kernel table at a level uses the first entry of that level and its rows:
+ * AMX, and AVX-512 with avx512bf16. */
+static void check_dispatch(pd_isa level) {
     pd_kernels kt;
-    pd_kernels_init_prec(&kt, PD_ISA_AMX, PD_PREC_BF16);
+    pd_kernels_init_prec(&kt, level, PD_PREC_BF16);
     for (size_t v = 0; VARIANTS[v].fn; v++)
-        if (VARIANTS[v].isa == PD_ISA_AMX) {
-            CHECK(kt.attention_f32 == VARIANTS[v].fn);
+        if (VARIANTS[v].isa == level) {
+            CHECK_MSG(kt.attention_f32 == VARIANTS[v].fn, "%s level: bf16 table does not use %s",
+                      pd_isa_name(level), VARIANTS[v].name);
             CHECK_EQ_INT(kt.attn_rows, VARIANTS[v].rows);
             break;
         }
+}
+
+static void test_dispatch(void) {
+    if (!variant_supported(PD_ISA_AVX512)) PD_SKIP("CPU lacks avx512 with avx512bf16");
+    check_dispatch(PD_ISA_AVX512);
+    if (variant_supported(PD_ISA_AMX)) check_dispatch(PD_ISA_AMX);
 }
 
 int main(void) {

@@ -44,8 +44,11 @@ void pd_f32_attention_6x64__avx512(const pd_attn_args *args);
  * the fp32 reference: ~1e-2 max|V| (bf16 V and P), plus the bf16 rounding of Q and K
  * moving the scores (2^-8 scale sum_d |q_d k_d| at worst), which dominates only for
  * large scores. The AMX variant needs pd_cpu_supports(PD_ISA_AMX), uses ~192 KiB of
- * stack, and sets MXCSR FTZ|DAZ for the duration of the call (restored). */
+ * stack, and sets MXCSR FTZ|DAZ for the duration of the call (restored). The
+ * AVX512-BF16 variant (attention_bf16_avx512bf16.c: same roundings, running max and sum)
+ * needs AVX-512 with avx512bf16, uses ~161 KiB of stack, and sets FTZ|DAZ the same way. */
 void pd_bf16_attention__ref(const pd_attn_args *args);
 void pd_bf16_attention_32x128__amx(const pd_attn_args *args);
+void pd_bf16_attention_32x64__avx512bf16(const pd_attn_args *args);
 
 #endif
