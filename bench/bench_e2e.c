@@ -4,16 +4,22 @@
  * VAE decode and total (excluding load), peak RSS, and the UNet/VAE throughput against
  * the machine's measured peak (peak.h) for the kernels the context runs.
  *
- *   bench_e2e -m MODEL.safetensors --vocab TOKENIZER_DIR [--preset lcm4|euler20]
- *             [-W N -H N] [--steps N] [--cfg X] [--sampler S] [--runs N] [--threads N]
+ *   bench_e2e -m MODEL.safetensors --vocab TOKENIZER_DIR
+ *             [--preset lcm4|euler20|sdxl4|turbo1] [-W N -H N] [--steps N] [--cfg X]
+ *             [--sampler S] [--spacing leading|linspace|trailing] [--taesd PATH]
+ *             [--vae-tiling auto|on|off] [--runs N] [--threads N]
  *             [--precision auto|fp32|bf16] [--isa scalar|avx2|avx512|amx]
  *
- * Presets (issue 4): lcm4 = 512x512, lcm sampler, 4 steps, CFG 1 (one UNet pass per
- * step); euler20 = 512x512, euler_a, 20 steps, CFG 7 (two passes per step).
- * The work model (FLOPs = 2 x MACs) is DESIGN.md's, per image at 512x512, scaled by
- * the pixel count: SD 1.x UNet 0.80 TFLOP per evaluation, VAE decoder 2.5 TFLOP; it is
- * printed for SD 1.x models only. Use a full-size model, e.g. one written by
- * `phonediffusion make-model --arch sd15`.
+ * Presets: lcm4 = 512x512, lcm sampler, 4 steps, CFG 1 (one UNet pass per step);
+ * euler20 = 512x512, euler_a, 20 steps, CFG 7 (two passes per step); sdxl4 =
+ * 1024x1024, euler_a with trailing spacing, 4 steps, CFG 1 (an SDXL model; the full
+ * VAE, tiled by the automatic policy); turbo1 = 512x512, euler_a trailing, 1 step,
+ * CFG 1 (SDXL-Turbo style; pass --taesd for the tiny decoder).
+ * The work model (FLOPs = 2 x MACs) is DESIGN.md's, scaled by the pixel count: SD 1.x
+ * at 512x512 UNet 0.80 TFLOP per evaluation and VAE decoder 2.5 TFLOP; SDXL at
+ * 1024x1024 UNet 6.8 TFLOP and VAE decoder 10.5 TFLOP; TAESD decoder 0.14 TFLOP at
+ * 512x512 (tiled decoding does some more work than the model counts). Use full-size
+ * models, e.g. written by `phonediffusion make-model --arch sd15|sdxl`.
  * The ISA can also be forced with PD_ISA=...; the first run includes the first-touch
  * page faults of the scratch buffers, so medians of >= 3 runs are what to quote.
  */
@@ -30,7 +36,8 @@
 #define MAX_RUNS 32
 
 typedef struct opts {
-    const char *model, *vocab, *sampler;
+    const char *model, *vocab, *sampler, *spacing, *taesd;
+    pd_vae_tiling_mode tiling;
     int width, height, steps, runs, threads;
     float cfg;
     pd_precision precision;
@@ -39,8 +46,9 @@ typedef struct opts {
 
 static int usage(void) {
     fprintf(stderr,
-            "usage: bench_e2e -m MODEL --vocab DIR [--preset lcm4|euler20] [-W N -H N] [--steps N]\n"
-            "                 [--cfg X] [--sampler S] [--runs N] [--threads N]\n"
+            "usage: bench_e2e -m MODEL --vocab DIR [--preset lcm4|euler20|sdxl4|turbo1] [-W N -H N]\n"
+            "                 [--steps N] [--cfg X] [--sampler S] [--spacing leading|linspace|trailing]\n"
+            "                 [--taesd PATH] [--vae-tiling auto|on|off] [--runs N] [--threads N]\n"
             "                 [--precision auto|fp32|bf16] [--isa scalar|avx2|avx512|amx]\n");
     return 2;
 }
@@ -63,6 +71,14 @@ static bool parse(int argc, char **argv, opts *o) {
         if (!strcmp(a, "-m")) o->model = v;
         else if (!strcmp(a, "--vocab")) o->vocab = v;
         else if (!strcmp(a, "--sampler")) o->sampler = v;
+        else if (!strcmp(a, "--spacing")) o->spacing = v;
+        else if (!strcmp(a, "--taesd")) o->taesd = v;
+        else if (!strcmp(a, "--vae-tiling")) {
+            if (!strcmp(v, "auto")) o->tiling = PD_VAE_TILING_AUTO;
+            else if (!strcmp(v, "on")) o->tiling = PD_VAE_TILING_ON;
+            else if (!strcmp(v, "off")) o->tiling = PD_VAE_TILING_OFF;
+            else return false;
+        }
         else if (!strcmp(a, "-W")) o->width = atoi(v);
         else if (!strcmp(a, "-H")) o->height = atoi(v);
         else if (!strcmp(a, "--steps")) o->steps = atoi(v);
@@ -83,6 +99,12 @@ static bool parse(int argc, char **argv, opts *o) {
                 o->sampler = "lcm", o->steps = 4, o->cfg = 1.0f;
             } else if (!strcmp(v, "euler20")) {
                 o->sampler = "euler_a", o->steps = 20, o->cfg = 7.0f;
+            } else if (!strcmp(v, "sdxl4")) {
+                o->sampler = "euler_a", o->spacing = "trailing", o->steps = 4, o->cfg = 1.0f;
+                o->width = o->height = 1024;
+            } else if (!strcmp(v, "turbo1")) {
+                o->sampler = "euler_a", o->spacing = "trailing", o->steps = 1, o->cfg = 1.0f;
+                o->width = o->height = 512;
             } else {
                 return false;
             }
@@ -123,6 +145,7 @@ int main(int argc, char **argv) {
     cp.isa = o.isa;
     cp.precision = o.precision;
     cp.vocab_path = o.vocab;
+    cp.taesd_path = o.taesd;
     pd_ctx *ctx = NULL;
     pd_error err = {0};
     const double t0 = peak_now_s();
@@ -144,6 +167,8 @@ int main(int argc, char **argv) {
         gp.steps = o.steps;
         gp.cfg_scale = o.cfg;
         gp.sampler = o.sampler;
+        gp.timestep_spacing = o.spacing;
+        gp.vae_tiling = o.tiling;
         gp.seed = 1 + r;
         pd_result *res = NULL;
         if (pd_generate(ctx, &gp, &res, &err) != PD_OK) {
@@ -172,16 +197,26 @@ int main(int argc, char **argv) {
     printf("load          %8.2f s\n", load_s);
     printf("text encode   %8.3f s   (median of %d runs)\n", median(text, o.runs), o.runs);
     printf("UNet eval     %8.3f s   x %d evaluations\n", m_unet, evals);
-    printf("VAE decode    %8.3f s\n", m_dec);
+    printf("%-13s %8.3f s\n", o.taesd ? "TAESD decode" : "VAE decode", m_dec);
     printf("total         %8.3f s   (excluding load)\n", median(total, o.runs));
     printf("peak RSS      %8.0f MiB\n", (double)ru.ru_maxrss / 1024.0);
+    /* DESIGN.md's work model, scaled by the pixel count. */
+    double unet_flop = 0, vae_flop = 0;
     if (family == PD_FAMILY_SD1) {
         const double scale = (double)o.width * (double)o.height / (512.0 * 512.0);
-        const double unet_flop = 0.80e12 * scale, vae_flop = 2.5e12 * scale;
+        unet_flop = 0.80e12 * scale;
+        vae_flop = 2.5e12 * scale;
+    } else if (family == PD_FAMILY_SDXL) {
+        const double scale = (double)o.width * (double)o.height / (1024.0 * 1024.0);
+        unet_flop = 6.8e12 * scale;
+        vae_flop = 10.5e12 * scale;
+    }
+    if (o.taesd) vae_flop = 0.14e12 * (double)o.width * (double)o.height / (512.0 * 512.0);
+    if (unet_flop > 0) {
         const double peak = peak_flops(isa, prec, threads);
         printf("UNet          %8.0f GFLOP/s", unet_flop / m_unet * 1e-9);
         if (peak > 0) printf("  %5.1f %% of the %d-core peak (%.0f GFLOP/s)", 100.0 * unet_flop / m_unet / peak, threads, peak * 1e-9);
-        printf("\nVAE decode    %8.0f GFLOP/s", vae_flop / m_dec * 1e-9);
+        printf("\n%-13s %8.0f GFLOP/s", o.taesd ? "TAESD decode" : "VAE decode", vae_flop / m_dec * 1e-9);
         if (peak > 0) printf("  %5.1f %% of that peak", 100.0 * vae_flop / m_dec / peak);
         printf("\n");
     }

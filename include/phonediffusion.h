@@ -70,6 +70,11 @@ typedef struct pd_progress {
     int step;     /* 0-based index of the unit just finished, or -1 at stage start */
     int n_steps;  /* units in this stage */
     double elapsed_s;
+    /* "denoise" steps of a run with pd_gen_params.preview: the current estimate of the
+     * final image, 8-bit RGB [preview_height][preview_width][3], valid during the call
+     * only; NULL otherwise. */
+    const uint8_t *preview;
+    int preview_width, preview_height;
 } pd_progress;
 
 /* Return false to cancel the operation: it then fails with PD_ERR_CANCELLED and
@@ -186,6 +191,12 @@ typedef struct pd_ctx_params {
     const char *unet_path;     /* a UNet to use instead of the model's own (a diffusers
                                   unet folder or a single file holding a UNet, e.g. an
                                   LCM-distilled UNet); NULL = the model's */
+    const char *taesd_path;    /* a TAESD / TAESDXL tiny autoencoder (a diffusers
+                                  AutoencoderTiny folder or its safetensors file, or the
+                                  madebyollin taesd_decoder/_encoder files or their
+                                  folder): it then decodes the final images (and encodes
+                                  img2img inputs when it has an encoder) instead of the
+                                  model's VAE, and makes previews; NULL = none */
     bool text_only;            /* load only the tokenizer and text encoders (for
                                   pd_tokenize / pd_encode_text; pd_generate then fails) */
     pd_log_fn log;             /* NULL = silent */
@@ -259,6 +270,12 @@ void pd_cond_free(pd_cond *cond);
  * Image generation (txt2img, img2img)
  * ------------------------------------------------------------------------------- */
 
+typedef enum pd_vae_tiling_mode {
+    PD_VAE_TILING_AUTO = 0,   /* tiled above a size threshold (SDXL at 1024x1024 and up) */
+    PD_VAE_TILING_OFF,
+    PD_VAE_TILING_ON
+} pd_vae_tiling_mode;
+
 typedef struct pd_gen_params {
     const char *prompt;
     const char *negative_prompt;  /* NULL or "" = none (SD1/SD2 encode "", SDXL uses zeros) */
@@ -287,6 +304,12 @@ typedef struct pd_gen_params {
     int original_width, original_height;
     int crop_left, crop_top;
     int target_width, target_height;
+    pd_vae_tiling_mode vae_tiling; /* VAE decode in overlapping tiles blended at the seams:
+                                     bounded memory at any size (the KL VAE; TAESD is
+                                     never tiled) */
+    bool preview;                 /* per denoise step, a preview image in pd_progress
+                                     (TAESD decode of the denoised estimate; needs
+                                     pd_ctx_params.taesd_path) */
     pd_progress_fn progress;      /* per sampler step ("denoise") and stage; false cancels */
     void *progress_user;
 } pd_gen_params;

@@ -34,7 +34,7 @@
 
 typedef struct gen_opts {
     pd_gen_params gp;
-    const char *model, *vocab, *config, *output, *init_path, *unet;
+    const char *model, *vocab, *config, *output, *init_path, *unet, *taesd, *preview;
     int threads;
     pd_isa isa;
     pd_precision precision;
@@ -53,10 +53,20 @@ typedef struct bar_state {
     bool enabled;
     int image, n_images;
     double t_start;
+    const char *preview_path;   /* --preview: rewritten at every denoise step */
+    bool preview_failed;
 } bar_state;
 
 static bool on_progress(const pd_progress *p, void *user) {
     bar_state *b = user;
+    if (p->preview && b->preview_path && !b->preview_failed) {
+        char err[256];
+        if (png_write_rgb(b->preview_path, p->preview, p->preview_width, p->preview_height, NULL, true, err,
+                          sizeof err) != 0) {
+            fprintf(stderr, "phonediffusion: --preview: %s (no more previews)\n", err);
+            b->preview_failed = true;
+        }
+    }
     if (!b->enabled || strcmp(p->stage, "denoise") != 0) return true;
     if (p->step < 0) {
         b->t_start = now_s();
@@ -198,6 +208,10 @@ void cli_generate_usage(FILE *f) {
             "      --clip-skip N                    1 = last layer (default)\n"
             "      --init-image PNG --strength X    img2img (strength in (0, 1], default 0.75)\n"
             "      --unet PATH                      use this UNet (e.g. an LCM diffusers unet folder)\n"
+            "      --taesd PATH                     decode (and encode) with TAESD/TAESDXL: a diffusers\n"
+            "                                       AutoencoderTiny folder or file, or taesd_decoder files\n"
+            "      --preview FILE                   with --taesd: write a preview PNG at every step\n"
+            "      --vae-tiling / --no-vae-tiling   decode in tiles (default: tiles above 768x768)\n"
             "      --original-size WxH              SDXL size conditioning (default: the output size)\n"
             "      --target-size WxH                SDXL size conditioning (default: the output size)\n"
             "      --crop X,Y                       SDXL crop conditioning, left,top (default 0,0)\n"
@@ -216,7 +230,7 @@ int cli_generate(int argc, char **argv, int first) {
     o.isa = PD_ISA_AUTO;
     enum { O_STEPS = 300, O_CFG, O_SAMPLER, O_SCHED, O_BATCH, O_CLIP, O_INIT, O_STRENGTH, O_VOCAB,
            O_CONFIG, O_OVERWRITE, O_ISA, O_NOW, O_UNET, O_PRECISION, O_SPACING, O_ORIG_SIZE,
-           O_TARGET_SIZE, O_CROP };
+           O_TARGET_SIZE, O_CROP, O_TAESD, O_PREVIEW, O_TILING, O_NO_TILING };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, 'n'}, {"width", required_argument, 0, 'W'},
@@ -234,6 +248,8 @@ int cli_generate(int argc, char **argv, int first) {
         {"timestep-spacing", required_argument, 0, O_SPACING},
         {"original-size", required_argument, 0, O_ORIG_SIZE},
         {"target-size", required_argument, 0, O_TARGET_SIZE}, {"crop", required_argument, 0, O_CROP},
+        {"taesd", required_argument, 0, O_TAESD}, {"preview", required_argument, 0, O_PREVIEW},
+        {"vae-tiling", no_argument, 0, O_TILING}, {"no-vae-tiling", no_argument, 0, O_NO_TILING},
         {0, 0, 0, 0},
     };
     optind = first;
@@ -302,6 +318,10 @@ int cli_generate(int argc, char **argv, int first) {
         case O_VOCAB: o.vocab = optarg; break;
         case O_CONFIG: o.config = optarg; break;
         case O_UNET: o.unet = optarg; break;
+        case O_TAESD: o.taesd = optarg; break;
+        case O_PREVIEW: o.preview = optarg; break;
+        case O_TILING: o.gp.vae_tiling = PD_VAE_TILING_ON; break;
+        case O_NO_TILING: o.gp.vae_tiling = PD_VAE_TILING_OFF; break;
         case 'o': o.output = optarg; break;
         case O_OVERWRITE: o.overwrite = true; break;
         case 'q': o.quiet = true; break;
@@ -332,6 +352,15 @@ int cli_generate(int argc, char **argv, int first) {
     if (o.gp.batch_count < 1) o.gp.batch_count = 1;
     if (o.gp.strength != 0.75f && !o.init_path)
         return usage_error("%s--strength needs --init-image", "");
+    if (o.preview && !o.taesd) return usage_error("%s--preview needs --taesd", "");
+    o.gp.preview = o.preview != NULL;
+    if (o.preview) {
+        struct stat st;
+        if (!o.overwrite && stat(o.preview, &st) == 0) {
+            fprintf(stderr, "phonediffusion: '%s' exists; pass --overwrite to replace it or choose another --preview\n", o.preview);
+            return 1;
+        }
+    }
 
     /* All output names first: nothing is computed when one would be refused. */
     int n_out = o.gp.batch_count;
@@ -366,6 +395,7 @@ int cli_generate(int argc, char **argv, int first) {
     cp.vocab_path = o.vocab;
     cp.config_path = o.config;
     cp.unet_path = o.unet;
+    cp.taesd_path = o.taesd;
     if (o.verbose) cp.log = cli_log_stderr;
     pd_ctx *ctx = NULL;
     pd_error perr = {0};
@@ -378,7 +408,7 @@ int cli_generate(int argc, char **argv, int first) {
     }
     double t_load = now_s() - t0;
 
-    bar_state bar = {!o.quiet && isatty(STDERR_FILENO), 1, n_out, 0};
+    bar_state bar = {!o.quiet && isatty(STDERR_FILENO), 1, n_out, 0, o.preview, false};
     o.gp.progress = on_progress;
     o.gp.progress_user = &bar;
     pd_timings sum = {0};

@@ -113,7 +113,7 @@ static pd_status layer_for_skip(const pd_clip *m, int from_end, int *layer, pd_e
 
 static bool progress(const pd_text_params *p, int step, int n) {
     if (!p->progress) return true;
-    pd_progress pr = {"text", step, n, 0.0};
+    pd_progress pr = {.stage = "text", .step = step, .n_steps = n};
     return p->progress(&pr, p->progress_user);
 }
 

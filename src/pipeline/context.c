@@ -28,7 +28,7 @@ static double now_s(void) {
 
 static bool report(const pd_ctx_params *p, int step, int n_steps, double t0) {
     if (!p->progress) return true;
-    pd_progress pr = {"load", step, n_steps, now_s() - t0};
+    pd_progress pr = {.stage = "load", .step = step, .n_steps = n_steps, .elapsed_s = now_s() - t0};
     return p->progress(&pr, p->progress_user);
 }
 
@@ -111,7 +111,9 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
             goto fail;
         }
     }
-    int n_steps = (int)ctx->has_text1 + (int)ctx->has_text2 + (int)ctx->has_unet + (int)ctx->has_vae;
+    ctx->has_taesd = !p->text_only && p->taesd_path;
+    int n_steps = (int)ctx->has_text1 + (int)ctx->has_text2 + (int)ctx->has_unet + (int)ctx->has_vae +
+                  (int)ctx->has_taesd;
     int step = 0;
     if (!report(p, -1, n_steps, t0)) goto cancelled;
     if (ctx->has_text1) {
@@ -134,6 +136,16 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
         if (st != PD_OK) goto fail;
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
+    if (ctx->has_taesd) {
+        st = pd_taesd_load(&ctx->taesd, p->taesd_path, &ctx->kt, err);
+        if (st != PD_OK) goto fail;
+        if (ctx->has_unet && ctx->taesd.latent_channels != ctx->unet.cfg.arch.out_channels) {
+            st = pd_error_set(err, PD_ERR_SHAPE, "TAESD '%s' has %d latent channels but the UNet makes %d",
+                              p->taesd_path, ctx->taesd.latent_channels, ctx->unet.cfg.arch.out_channels);
+            goto fail;
+        }
+        if (!report(p, step++, n_steps, t0)) goto cancelled;
+    }
     pd_log(&ctx->log, PD_LOG_INFO, "loaded in %.2f s", now_s() - t0);
     *out = ctx;
     return PD_OK;
@@ -150,6 +162,7 @@ void pd_ctx_free(pd_ctx *ctx) {
     pd_clip_free(&ctx->text2);
     pd_unet_free(&ctx->unet);
     pd_vae_free(&ctx->vae);
+    pd_taesd_free(&ctx->taesd);
     pd_tokenizer_free(ctx->tok);
     pd_pool_free(ctx->pool);
     pd_model_close(ctx->src);

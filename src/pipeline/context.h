@@ -15,6 +15,7 @@
 #include "models/clip.h"
 #include "models/unet.h"
 #include "models/vae.h"
+#include "models/taesd.h"
 #include "sched/schedule.h"
 #include "text/clip_tokenizer.h"
 
@@ -36,6 +37,8 @@ struct pd_ctx {
     bool has_unet, has_vae;
     pd_unet unet;
     pd_vae vae;
+    bool has_taesd;          /* params.taesd_path: decodes (and encodes) instead of vae */
+    pd_taesd taesd;
     pd_sched_config sched;   /* the model's scheduler config, else the family default */
 };
 

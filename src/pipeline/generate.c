@@ -74,10 +74,17 @@ static int64_t random_seed(void) {
     return (int64_t)v;
 }
 
-static bool report(const pd_gen_params *p, const char *stage, int step, int n, double t0) {
+static bool report_image(const pd_gen_params *p, const char *stage, int step, int n, double t0,
+                         const uint8_t *preview, int w, int h) {
     if (!p->progress) return true;
-    pd_progress pr = {stage, step, n, now_s() - t0};
+    pd_progress pr = {.stage = stage, .step = step, .n_steps = n, .elapsed_s = now_s() - t0,
+                      .preview = preview, .preview_width = preview ? w : 0,
+                      .preview_height = preview ? h : 0};
     return p->progress(&pr, p->progress_user);
+}
+
+static bool report(const pd_gen_params *p, const char *stage, int step, int n, double t0) {
+    return report_image(p, stage, step, n, t0, NULL, 0, 0);
 }
 
 /* Everything one image needs, allocated once per pd_generate call. */
@@ -88,6 +95,9 @@ typedef struct job {
     int width, height, lh, lw, lc;     /* image and latent sizes */
     size_t n_lat;                      /* lc * lh * lw */
     bool cfg, lcm_w;
+    bool taesd_dec, taesd_enc;         /* TAESD decodes / encodes instead of the KL VAE */
+    bool tiled;                        /* KL VAE decode in tiles */
+    pd_vae_tiling tiling;
     pd_sampler_kind kind;
     pd_sigma_schedule schedule;
     pd_sched_config sched;             /* the model's, with the run's spacing */
@@ -98,6 +108,7 @@ typedef struct job {
     float *latents, *x_in, *eps, *batch_in, *context, *init, *noise;
     float *text_embeds, *time_ids_batch, *guidance;
     float *image;                      /* [H, W, 3] */
+    uint8_t *preview;                  /* [H, W, 3] with params.preview */
     pd_cond *cond, *uncond;
 } job;
 
@@ -105,10 +116,18 @@ static pd_status check_params(const pd_ctx *ctx, const pd_gen_params *p, job *j,
     if (ctx->text_only)
         return pd_error_set(err, PD_ERR_INVALID_ARG, "the model was loaded with text_only: no UNet or VAE");
     if (!ctx->has_unet) return pd_error_set(err, PD_ERR_MISSING, "'%s' has no UNet", ctx->src->path);
-    if (!ctx->has_vae) return pd_error_set(err, PD_ERR_MISSING, "'%s' has no VAE", ctx->src->path);
+    j->taesd_dec = ctx->has_taesd && ctx->taesd.dec.present;
+    j->taesd_enc = ctx->has_taesd && ctx->taesd.enc.present;
+    if (!ctx->has_vae && !j->taesd_dec)
+        return pd_error_set(err, PD_ERR_MISSING, "'%s' has no VAE (give a TAESD to decode with)", ctx->src->path);
     if (!p->prompt) return pd_error_set(err, PD_ERR_INVALID_ARG, "no prompt given");
+    if (p->preview && !j->taesd_dec)
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "previews need a TAESD decoder (pd_ctx_params.taesd_path, --taesd)");
+    if (p->vae_tiling < PD_VAE_TILING_AUTO || p->vae_tiling > PD_VAE_TILING_ON)
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "vae_tiling %d is not a pd_vae_tiling_mode", (int)p->vae_tiling);
     int native = ctx->family == PD_FAMILY_SDXL ? 1024 : ctx->family == PD_FAMILY_SD2 ? 768 : 512;
-    int scale = ctx->vae.cfg.scale;
+    const int scale = ctx->has_vae ? ctx->vae.cfg.scale : ctx->taesd.scale;
+    const int latent_ch = ctx->has_vae ? ctx->vae.cfg.arch.latent_channels : ctx->taesd.latent_channels;
     j->width = p->width ? p->width : p->init_image ? p->init_width : native;
     j->height = p->height ? p->height : p->init_image ? p->init_height : native;
     if (j->width <= 0 || j->height <= 0 || j->width > MAX_SIDE || j->height > MAX_SIDE ||
@@ -128,7 +147,7 @@ static pd_status check_params(const pd_ctx *ctx, const pd_gen_params *p, job *j,
             return pd_error_set(err, PD_ERR_INVALID_ARG, "init image is %dx%d but the output is %dx%d "
                                 "(resize it, or leave width/height unset)",
                                 p->init_width, p->init_height, j->width, j->height);
-        if (!ctx->vae.has_encoder)
+        if (!j->taesd_enc && !(ctx->has_vae && ctx->vae.has_encoder))
             return pd_error_set(err, PD_ERR_MISSING, "this VAE has no encoder: img2img is not possible");
     }
     pd_status st = pd_sampler_kind_parse(p->sampler ? p->sampler : "euler_a", &j->kind, err);
@@ -153,13 +172,17 @@ static pd_status check_params(const pd_ctx *ctx, const pd_gen_params *p, job *j,
         return pd_error_set(err, PD_ERR_INVALID_ARG, "sampler %s has no %s schedule",
                             pd_sampler_kind_name(j->kind), pd_sigma_schedule_name(j->schedule));
     const pd_unet_config *uc = &ctx->unet.cfg;
-    if (uc->arch.in_channels != ctx->vae.cfg.arch.latent_channels)
+    if (uc->arch.in_channels != latent_ch)
         return pd_error_set(err, PD_ERR_UNSUPPORTED, "this UNet takes %d input channels (an inpainting "
-                            "model?); txt2img/img2img need %d", uc->arch.in_channels,
-                            ctx->vae.cfg.arch.latent_channels);
-    j->lc = ctx->vae.cfg.arch.latent_channels;
+                            "model?); txt2img/img2img need %d", uc->arch.in_channels, latent_ch);
+    j->lc = latent_ch;
     j->lh = j->height / scale;
     j->lw = j->width / scale;
+    if (!j->taesd_dec) {
+        j->tiling = pd_vae_tiling_default(&ctx->vae.cfg);
+        j->tiled = p->vae_tiling == PD_VAE_TILING_ON ||
+                   (p->vae_tiling == PD_VAE_TILING_AUTO && pd_vae_tiling_auto(&ctx->vae.cfg, j->lh, j->lw));
+    }
     j->n_lat = (size_t)j->lc * (size_t)j->lh * (size_t)j->lw;
     j->lcm_w = uc->time_cond_proj_dim > 0;
     j->cfg = p->cfg_scale > 1.0f && !j->lcm_w;
@@ -190,8 +213,13 @@ static pd_status alloc_job(job *j, pd_error *err) {
         batch = u->n_tokens == c->n_tokens ? 2 : 1;   /* different lengths: two passes */
     }
     size_t unet_b = pd_unet_scratch_bytes(&ctx->unet.cfg, batch, j->lh, j->lw, n_ctx);
-    size_t dec_b = pd_vae_decode_scratch_bytes(&ctx->vae.cfg, j->lh, j->lw);
-    size_t enc_b = j->p->init_image ? pd_vae_encode_scratch_bytes(&ctx->vae.cfg, j->height, j->width) : 0;
+    size_t dec_b = j->taesd_dec ? pd_taesd_decode_scratch_bytes(&ctx->taesd, j->lh, j->lw)
+                   : j->tiled   ? pd_vae_decode_tiled_scratch_bytes(&ctx->vae.cfg, j->lh, j->lw, &j->tiling)
+                                : pd_vae_decode_scratch_bytes(&ctx->vae.cfg, j->lh, j->lw);
+    if (j->p->preview) dec_b = PD_MAX(dec_b, pd_taesd_decode_scratch_bytes(&ctx->taesd, j->lh, j->lw));
+    size_t enc_b = !j->p->init_image ? 0
+                   : j->taesd_enc    ? pd_taesd_encode_scratch_bytes(&ctx->taesd, j->height, j->width)
+                                     : pd_vae_encode_scratch_bytes(&ctx->vae.cfg, j->height, j->width);
     size_t need = PD_MAX(unet_b, PD_MAX(dec_b, enc_b));
     if (pd_arena_init(&j->scratch, need) != 0)
         return pd_error_set(err, PD_ERR_OOM, "out of memory: %.0f MiB of activations are needed for %dx%d",
@@ -206,11 +234,13 @@ static pd_status alloc_job(job *j, pd_error *err) {
     j->init = malloc(n * sizeof(float));
     j->context = malloc((size_t)2 * (size_t)n_ctx * (size_t)dim * sizeof(float));
     j->image = malloc((size_t)j->width * (size_t)j->height * 3 * sizeof(float));
+    j->preview = j->p->preview ? malloc((size_t)j->width * (size_t)j->height * 3) : NULL;
     j->text_embeds = c->pooled_dim ? malloc((size_t)2 * (size_t)c->pooled_dim * sizeof(float)) : NULL;
     j->time_ids_batch = malloc(2 * 6 * sizeof(float));
     j->guidance = malloc(2 * sizeof(float));
     if (!j->latents || !j->x_in || !j->eps || !j->batch_in || !j->noise || !j->init || !j->context ||
-        !j->image || (c->pooled_dim && !j->text_embeds) || !j->time_ids_batch || !j->guidance)
+        !j->image || (c->pooled_dim && !j->text_embeds) || !j->time_ids_batch || !j->guidance ||
+        (j->p->preview && !j->preview))
         return pd_error_set(err, PD_ERR_OOM, "out of memory for %dx%d", j->width, j->height);
     return PD_OK;
 }
@@ -289,11 +319,19 @@ static pd_status init_latents(job *j, pd_rng *rng, pd_error *err) {
     float *mean = malloc(nl * sizeof(float)), *logvar = malloc(nl * sizeof(float));
     pd_status st = PD_OK;
     if (!mean || !logvar) st = pd_error_set(err, PD_ERR_OOM, "out of memory");
-    if (st == PD_OK)
+    if (st == PD_OK && j->taesd_enc) {
+        /* TAESD gives the latents themselves: no posterior sample, so the generator's
+         * first draw is the initial noise. */
+        st = pd_taesd_encode(&ctx->taesd, &nn, j->image, j->height, j->width, mean, &j->scratch, NULL, err);
+        if (st == PD_OK) pd_nhwc_to_nchw(j->init, mean, j->lh, j->lw, j->lc);
+    } else if (st == PD_OK) {
         st = pd_vae_encode(&ctx->vae, &nn, j->image, j->height, j->width, mean, logvar, &j->scratch, NULL, err);
+        if (st == PD_OK) {
+            pd_rng_randn(rng, j->noise, n);   /* the posterior sample's eps: the first draw */
+            pd_vae_latents_from_moments(&ctx->vae.cfg, j->init, mean, logvar, j->noise, j->lh, j->lw);
+        }
+    }
     if (st == PD_OK) {
-        pd_rng_randn(rng, j->noise, n);   /* the posterior sample's eps: the first draw */
-        pd_vae_latents_from_moments(&ctx->vae.cfg, j->init, mean, logvar, j->noise, j->lh, j->lw);
         pd_rng_randn(rng, j->noise, n);   /* then the initial noise */
         pd_sched_add_noise(j->plan, j->plan->start, j->init, j->noise, n, j->latents);
     }
@@ -302,8 +340,35 @@ static pd_status init_latents(job *j, pd_rng *rng, pd_error *err) {
     return st;
 }
 
-static pd_status run_image(job *j, int image, int64_t seed, pd_image *out, pd_timings *tm, pd_error *err) {
+/* image [H, W, 3] from latents [c, h, w] (NCHW): TAESD takes the latents as they are,
+ * the KL VAE latents / scaling_factor (+ shift), whole or in tiles. */
+static pd_status decode(job *j, const float *latents, pd_error *err) {
     const pd_ctx *ctx = j->ctx;
+    pd_nn nn = {.kt = &ctx->kt, .pool = ctx->pool};
+    if (j->taesd_dec) {
+        pd_nchw_to_nhwc(j->x_in, latents, j->lc, j->lh, j->lw);
+        return pd_taesd_decode(&ctx->taesd, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
+    }
+    pd_vae_z_from_latents(&ctx->vae.cfg, j->x_in, latents, j->lh, j->lw);
+    if (j->tiled)
+        return pd_vae_decode_tiled(&ctx->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->tiling, &j->scratch, err);
+    return pd_vae_decode(&ctx->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
+}
+
+/* j->preview = TAESD decode of the sampler's current estimate of the clean latents
+ * (the latents themselves before a sampler has one). Uses x_in and image, which are
+ * free between steps. */
+static pd_status make_preview(job *j, pd_error *err) {
+    const pd_ctx *ctx = j->ctx;
+    pd_nn nn = {.kt = &ctx->kt, .pool = ctx->pool};
+    const float *x0 = pd_sampler_denoised(j->sampler);
+    pd_nchw_to_nhwc(j->x_in, x0 ? x0 : j->latents, j->lc, j->lh, j->lw);
+    pd_status st = pd_taesd_decode(&ctx->taesd, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
+    if (st == PD_OK) pd_vae_image_to_u8(j->preview, j->image, (size_t)j->width * (size_t)j->height * 3);
+    return st;
+}
+
+static pd_status run_image(job *j, int image, int64_t seed, pd_image *out, pd_timings *tm, pd_error *err) {
     const pd_gen_params *p = j->p;
     pd_rng rng;
     pd_rng_seed(&rng, (uint64_t)seed);
@@ -321,7 +386,11 @@ static pd_status run_image(job *j, int image, int64_t seed, pd_image *out, pd_ti
         pd_sampler_step(j->sampler, i, j->latents, j->eps, &rng, j->latents);
         if (j->obs && j->obs->on_step)
             j->obs->on_step(j->obs->user, image, i - plan->start, j->latents, j->n_lat);
-        if (!report(p, "denoise", i - plan->start, n_run, t0))
+        if (p->preview) {
+            st = make_preview(j, err);
+            if (st != PD_OK) return st;
+        }
+        if (!report_image(p, "denoise", i - plan->start, n_run, t0, j->preview, j->width, j->height))
             return pd_error_set(err, PD_ERR_CANCELLED, "cancelled at step %d of %d", i - plan->start + 1, n_run);
     }
     if (j->obs && j->obs->on_final) j->obs->on_final(j->obs->user, image, j->latents, j->n_lat);
@@ -329,9 +398,7 @@ static pd_status run_image(job *j, int image, int64_t seed, pd_image *out, pd_ti
     tm->denoise_s += t1 - t0;
 
     if (!report(p, "decode", -1, 1, t1)) return pd_error_set(err, PD_ERR_CANCELLED, "cancelled");
-    pd_nn nn = {.kt = &ctx->kt, .pool = ctx->pool};
-    pd_vae_z_from_latents(&ctx->vae.cfg, j->x_in, j->latents, j->lh, j->lw);
-    st = pd_vae_decode(&ctx->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
+    st = decode(j, j->latents, err);
     if (st != PD_OK) return st;
     size_t px = (size_t)j->width * (size_t)j->height * 3;
     out->rgb = malloc(px);
@@ -359,6 +426,7 @@ static void job_free(job *j) {
     free(j->image);
     free(j->text_embeds);
     free(j->time_ids_batch);
+    free(j->preview);
     free(j->guidance);
     pd_cond_free(j->cond);
     pd_cond_free(j->uncond);

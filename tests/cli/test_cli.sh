@@ -77,6 +77,11 @@ expect "generate no model" 2 "model" -- pdbin generate -p x
 expect "generate bad spacing" 2 "timestep-spacing" -- pdbin generate -m "$S15" -p x --timestep-spacing up -o "$TMP/a.png"
 expect "generate bad original size" 2 "original-size" -- pdbin generate -m "$S15" -p x --original-size 1024 -o "$TMP/a.png"
 expect "generate bad crop" 2 "crop" -- pdbin generate -m "$S15" -p x --crop -1,0 -o "$TMP/a.png"
+expect "generate preview needs taesd" 2 "needs --taesd" -- pdbin generate -m "$S15" -p x --preview "$TMP/p.png" -o "$TMP/a.png"
+expect "generate bad taesd" 1 "TAESD|taesd" -- pdbin generate -m "$S15" -p x --taesd "$M/tiny-sd15" -W 64 -H 64 --steps 1 -o "$TMP/a.png"
+expect "generate taesd preview" 0 "seed 4" -- pdbin generate -m "$S15" -p "a cat" --taesd "$M/taesd-random" --preview "$TMP/p.png" -W 64 -H 48 --steps 2 -s 4 -q -o "$TMP/ta.png"
+if [[ -s "$TMP/p.png" ]]; then ok "preview written"; else bad "no preview file"; fi
+expect "generate tiled" 0 "seed 4" -- pdbin generate -m "$S15" -p "a cat" --vae-tiling -W 64 -H 64 --steps 1 -s 4 -q -o "$TMP/tl.png"
 expect "generate turbo sdxl" 0 "seed 3" -- pdbin generate -m "$M/tiny-sdxl.safetensors" -p "a cat" -W 64 -H 64 --steps 1 --cfg-scale 0 --timestep-spacing trailing --original-size 512x512 --crop 0,16 -s 3 -q -o "$TMP/t.png"
 expect "generate" 0 "seed 5" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 2 -s 5 -q -o "$TMP/g.png"
 expect "generate alias" 0 "seed 5" -- pdbin -m "$S15" -p "a cat" -W 64 -H 64 --steps 2 -s 5 -q -o "$TMP/g2.png"

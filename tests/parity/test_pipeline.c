@@ -89,7 +89,9 @@ done:
     return o.worst;
 }
 
-static void run_family(const char *prefix, const char *model) {
+/* Every case prefix+model on both layouts of model (the single file and the folder);
+ * taesd: a TAESD folder under models/ to decode and encode with, or NULL. */
+static void run_family_vae(const char *prefix, const char *model, const char *taesd) {
     PD_REQUIRE_GOLDEN();
     char *cases[128];
     char model_under[64];
@@ -105,6 +107,8 @@ static void run_family(const char *prefix, const char *model) {
         pd_ctx_params cp = pd_ctx_default_params();
         cp.precision = PD_PRECISION_FP32;   /* the exact path */
         cp.n_threads = 2;
+        char taesd_path[1024];
+        if (taesd) cp.taesd_path = golden_model(taesd_path, sizeof taesd_path, taesd);
         pd_ctx *ctx = NULL;
         pd_error err = {0};
         if (pd_ctx_load(golden_model(path, sizeof path, layouts[l]), &cp, &ctx, &err) != PD_OK) {
@@ -123,6 +127,8 @@ static void run_family(const char *prefix, const char *model) {
     }
     for (int i = 0; i < n; i++) free(cases[i]);
 }
+
+static void run_family(const char *prefix, const char *model) { run_family_vae(prefix, model, NULL); }
 
 typedef struct cancel_at {
     int stop_after;   /* denoise steps allowed before cancelling */
@@ -322,12 +328,78 @@ static void test_sdxl_size_cond(void) {
     pd_ctx_free(ctx);
 }
 
+typedef struct preview_seen {
+    int n;
+    uint8_t *last;   /* copy of the last preview, 64x64 */
+    bool bad_size;
+} preview_seen;
+
+static bool on_preview(const pd_progress *p, void *user) {
+    preview_seen *ps = user;
+    if (!p->preview) return true;
+    ps->n++;
+    if (p->preview_width != 64 || p->preview_height != 64) ps->bad_size = true;
+    else memcpy(ps->last, p->preview, 64 * 64 * 3);
+    return true;
+}
+
+/* Previews: one per denoise step through the progress callback; Euler's last estimate
+ * of the clean latents is the final latents, so the last preview is the image. Without
+ * a TAESD they are refused. */
+static void test_preview(void) {
+    PD_REQUIRE_GOLDEN();
+    char path[1024], taesd[1024];
+    pd_ctx_params cp = pd_ctx_default_params();
+    cp.precision = PD_PRECISION_FP32;
+    cp.taesd_path = golden_model(taesd, sizeof taesd, "taesd-random");
+    pd_ctx *ctx = NULL;
+    pd_error err = {0};
+    if (pd_ctx_load(golden_model(path, sizeof path, "tiny-sd15.safetensors"), &cp, &ctx, &err) != PD_OK) {
+        PD_FAIL("%s", err.msg);
+        return;
+    }
+    uint8_t last[64 * 64 * 3];
+    preview_seen ps = {0, last, false};
+    pd_gen_params gp = pd_gen_default_params();
+    gp.prompt = "a cat";
+    gp.width = gp.height = 64;
+    gp.steps = 5;
+    gp.sampler = "euler";
+    gp.seed = 7;
+    gp.preview = true;
+    gp.progress = on_preview;
+    gp.progress_user = &ps;
+    pd_result *r = NULL;
+    CHECK_EQ_INT(pd_generate(ctx, &gp, &r, &err), PD_OK);
+    CHECK_EQ_INT(ps.n, 5);
+    CHECK(!ps.bad_size);
+    if (r && ps.n == 5) {
+        int worst = 0;
+        for (size_t i = 0; i < sizeof last; i++) worst = PD_MAX(worst, abs((int)last[i] - (int)r->images[0].rgb[i]));
+        CHECK_MSG(worst <= 2, "last preview differs from the image by up to %d", worst);
+    }
+    pd_result_free(r);
+    pd_ctx_free(ctx);
+    cp.taesd_path = NULL;
+    CHECK_EQ_INT(pd_ctx_load(path, &cp, &ctx, &err), PD_OK);
+    if (ctx) {
+        CHECK_EQ_INT(pd_generate(ctx, &gp, &r, &err), PD_ERR_INVALID_ARG);
+        CHECK_STR_CONTAINS(err.msg, "TAESD");
+        pd_ctx_free(ctx);
+    }
+}
+
 static void test_txt2img_sd15(void) { run_family("txt2img_", "tiny-sd15"); }
 static void test_txt2img_sdxl(void) { run_family("txt2img_", "tiny-sdxl"); }
 static void test_img2img_sd15(void) { run_family("img2img_", "tiny-sd15"); }
 static void test_img2img_sdxl(void) { run_family("img2img_", "tiny-sdxl"); }
 static void test_turbo_sd15(void) { run_family("turbo_txt2img_", "tiny-sd15"); }
 static void test_turbo_sdxl(void) { run_family("turbo_txt2img_", "tiny-sdxl"); }
+static void test_taesd_sd15(void) {
+    run_family_vae("taesd_txt2img_", "tiny-sd15", "taesd-random");
+    run_family_vae("taesd_img2img_", "tiny-sd15", "taesd-random");
+}
+static void test_taesd_sdxl(void) { run_family_vae("taesd_txt2img_", "tiny-sdxl", "taesdxl-random"); }
 
 int main(void) {
     PD_RUN(test_cancel_and_reuse);
@@ -339,5 +411,8 @@ int main(void) {
     PD_RUN(test_img2img_sdxl);
     PD_RUN(test_turbo_sd15);
     PD_RUN(test_turbo_sdxl);
+    PD_RUN(test_taesd_sd15);
+    PD_RUN(test_taesd_sdxl);
+    PD_RUN(test_preview);
     return pd_test_summary();
 }

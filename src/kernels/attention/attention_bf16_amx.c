@@ -635,7 +635,7 @@ static void run_all(amx_queue *q) {
 
 /* Prefetches K and V rows [j, j + n) of head h (to L2: the conversion of a later chunk
  * reads them; a cold K/V row costs an L3 or memory round trip otherwise). */
-static void prefetch_rows(const attn_ctx *x, int h, int j, int n) {
+static inline __attribute__((always_inline)) void prefetch_rows(const attn_ctx *x, int h, int j, int n) {
     const pd_attn_args *g = x->g;
     n = PD_MIN(n, g->n_kv - j);
     const char *k = (const char *)(g->k + (size_t)h * g->k_hs + (size_t)j * g->k_ld);
