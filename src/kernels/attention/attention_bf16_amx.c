@@ -66,6 +66,7 @@
 
 #include "kernels/act/vmath_avx512.h"
 #include "kernels/attention/attention.h"
+#include "kernels/attention/attention_bf16_x86.h"
 
 #define QT 16             /* queries per tile (lanes) */
 #define QP 32             /* queries per pair of tiles (the unit of the pipeline) */
@@ -114,52 +115,6 @@ static void config_tiles(void) {
     _tile_loadconfig(&cfg);
 }
 
-/* In-register transpose of a 16 x 16 matrix of 32-bit elements. */
-PD_INLINE void transpose16(__m512i r[16]) {
-    __m512i t[16], u[16];
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i += 4) {   /* u[i + c], 128-bit lane k: rows i..i+3 of column 4k + c */
-        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; c++) {
-        __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88), v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xDD);
-        __m512i w0 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88), w1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xDD);
-        r[c] = _mm512_shuffle_i32x4(v0, w0, 0x88);
-        r[8 + c] = _mm512_shuffle_i32x4(v0, w0, 0xDD);
-        r[4 + c] = _mm512_shuffle_i32x4(v1, w1, 0x88);
-        r[12 + c] = _mm512_shuffle_i32x4(v1, w1, 0xDD);
-    }
-}
-
-/* 32 fp32 of x[0..n) (n may be <= 0 or > 32; the rest zero) as 32 bf16 (RNE). */
-PD_INLINE __m512i load_bf16x32(const float *x, int n) {
-    __m512 lo, hi;
-    if (n >= 32) {
-        lo = _mm512_loadu_ps(x);
-        hi = _mm512_loadu_ps(x + 16);
-    } else {
-        lo = n > 0 ? _mm512_maskz_loadu_ps(v16_tail_mask((size_t)n), x) : _mm512_setzero_ps();
-        hi = n > 16 ? _mm512_maskz_loadu_ps(v16_tail_mask((size_t)(n - 16)), x + 16) : _mm512_setzero_ps();
-    }
-    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-}
-
-/* Word permutation interleaving the halves of vcvtne2ps2bf16(b, a) = [a0..a15, b0..b15]
- * into dwords (a_i, b_i). */
-PD_INLINE __m512i interleave_idx(void) {
-    return _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21,
-                            5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-}
-
 /* sqrt(sum x[i]^2) over i < n, rounded up a little (covers bf16 rounding of x). */
 PD_INLINE float norm_up(const float *x, int n) {
     __m512 acc = _mm512_setzero_ps();
@@ -183,11 +138,11 @@ static void convert_q(const attn_ctx *x, int h, int c0, int c1, bool norms) {
             __m512i r[16];
 #pragma GCC unroll 16
             for (int i = 0; i < 16; i++)
-                r[i] = i < rows ? _mm512_xor_si512(load_bf16x32(qh + (size_t)(c0 + t * QT + i) * g->q_ld + ds * 32,
+                r[i] = i < rows ? _mm512_xor_si512(pd_bf16x_load32(qh + (size_t)(c0 + t * QT + i) * g->q_ld + ds * 32,
                                                                 x->dim - ds * 32),
                                                    sign)
                                 : _mm512_setzero_si512();
-            transpose16(r);
+            pd_bf16x_transpose16(r);
             uint16_t *dst = x->qt + (size_t)(t * x->nds + ds) * 512;
 #pragma GCC unroll 16
             for (int i = 0; i < 16; i++) _mm512_store_si512((void *)(dst + i * 32), r[i]);
@@ -218,7 +173,7 @@ PD_INLINE void vt_tile(uint16_t *dst, const float *v, size_t ld, int rows, __mma
             r[i] = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(b, a));
         }
     }
-    transpose16(r);
+    pd_bf16x_transpose16(r);
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) _mm512_store_si512((void *)(dst + i * 32), r[i]);
 }
@@ -252,7 +207,7 @@ static void convert_chunk(const attn_ctx *x, uint16_t *kb, uint16_t *vt, int h, 
     const int kbuf = kb == x->kb[0] ? 0 : 1;
     const float kn = sqrtf(_mm512_reduce_add_ps(sq)) * 1.01f;
     x->kn[kbuf] = c == 0 || kn > x->kn[kbuf] ? kn : x->kn[kbuf];
-    const __m512i idx = interleave_idx();
+    const __m512i idx = pd_bf16x_interleave_idx();
     const int bks = x->bk / 32;
     for (int dt = 0; dt < x->ndt; dt++)
         vt_tile(vt + (size_t)(dt * bks + c) * 512, vh + dt * 16, g->v_ld, rows,
@@ -467,7 +422,7 @@ static void softmax_max(const attn_ctx *x, const sm_tile *t, int rows, bool firs
 static __m512 softmax_exp(const attn_ctx *x, const sm_tile *t, int r0, int r1, int n_vis, __m512 lsum) {
     const __m512 vc = _mm512_set1_ps(x->c);
     const __m512 m = _mm512_loadu_ps(t->m);
-    const __m512i idx = interleave_idx();
+    const __m512i idx = pd_bf16x_interleave_idx();
     const __m512bh ones = (__m512bh)_mm512_set1_epi16(0x3F80);
     const float *s = t->s;
     uint16_t *p = t->p;
@@ -554,7 +509,7 @@ static void write_out(const attn_ctx *x, int h, int c0, int c1, bool any) {
                 r[i] = any ? _mm512_castps_si512(_mm512_mul_ps(
                                  _mm512_loadu_ps(x->acc + (size_t)(dt * 16 + i) * (size_t)x->acs + t * QT), inv))
                            : _mm512_setzero_si512();
-            transpose16(r);
+            pd_bf16x_transpose16(r);
             const __mmask16 dm = v16_tail_mask((size_t)(x->dim - dt * 16));
 #pragma GCC unroll 16
             for (int i = 0; i < rows; i++)

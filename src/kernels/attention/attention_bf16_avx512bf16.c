@@ -66,6 +66,7 @@
 
 #include "kernels/act/vmath_avx512.h"
 #include "kernels/attention/attention.h"
+#include "kernels/attention/attention_bf16_x86.h"
 
 #define QT 16                 /* queries per lane tile */
 #define QB 32                 /* queries per block: 2 tiles */
@@ -90,55 +91,6 @@ typedef struct attn_ctx {
     float *s;           /* S^T [bk][QB] */
     uint32_t *p;        /* P^T [bk / 2][QB] */
 } attn_ctx;
-
-/* Mask of the first n lanes (n may be <= 0 or > 16). */
-PD_INLINE __mmask16 lanes(int n) { return n <= 0 ? 0 : n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
-
-/* In-register transpose of a 16 x 16 matrix of dwords: r[i][j] -> r[j][i]. */
-PD_INLINE void transpose16(__m512i r[16]) {
-    __m512i t[16], u[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < 16; i += 4) {   /* u[i + c], 128-bit lane L: rows i..i+3 of column 4L + c */
-        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; c++) {
-        __m512i a0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88), a1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xDD);
-        __m512i b0 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88), b1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xDD);
-        r[c] = _mm512_shuffle_i32x4(a0, b0, 0x88);
-        r[8 + c] = _mm512_shuffle_i32x4(a0, b0, 0xDD);
-        r[4 + c] = _mm512_shuffle_i32x4(a1, b1, 0x88);
-        r[12 + c] = _mm512_shuffle_i32x4(a1, b1, 0xDD);
-    }
-}
-
-/* x[0..n) (n may be <= 0 or > 32; the rest zero) as 16 dwords of bf16 pairs (RNE). */
-PD_INLINE __m512i pairs32(const float *x, int n) {
-    __m512 lo, hi;
-    if (n >= 32) {
-        lo = _mm512_loadu_ps(x);
-        hi = _mm512_loadu_ps(x + 16);
-    } else {
-        lo = _mm512_maskz_loadu_ps(lanes(n), x);
-        hi = _mm512_maskz_loadu_ps(lanes(n - 16), x + 16);
-    }
-    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-}
-
-/* Word permutation interleaving the halves of vcvtne2ps2bf16(b, a) = [a0..a15, b0..b15]
- * into dwords (a_i, b_i). */
-PD_INLINE __m512i interleave_idx(void) {
-    return _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
-                            4, 19, 3, 18, 2, 17, 1, 16, 0);
-}
 
 /* 2^t for finite t (FTZ: t < -126 gives 0); lanes outside k give 0. */
 PD_INLINE __m512 exp2_lanes(__m512 t, __mmask16 k) {
@@ -165,9 +117,9 @@ __attribute__((noinline)) static void convert_q(const attn_ctx *x, int h, int c0
             __m512i r[16];
 #pragma GCC unroll 16
             for (int i = 0; i < 16; i++)
-                r[i] = i < rows ? _mm512_xor_si512(pairs32(qh + (size_t)(i0 + i) * g->q_ld + 2 * p0, x->dim - 2 * p0), sign)
+                r[i] = i < rows ? _mm512_xor_si512(pd_bf16x_load32(qh + (size_t)(i0 + i) * g->q_ld + 2 * p0, x->dim - 2 * p0), sign)
                                 : _mm512_setzero_si512();
-            transpose16(r);
+            pd_bf16x_transpose16(r);
             for (int i = 0; i < PD_MIN(16, np - p0); i++) _mm512_storeu_si512((void *)(dst + (size_t)(p0 + i) * QB), r[i]);
         }
     }
@@ -187,12 +139,12 @@ __attribute__((noinline)) static void convert_kv(const attn_ctx *x, int h, int j
             __m512i r[16];
 #pragma GCC unroll 16
             for (int i = 0; i < 16; i++)
-                r[i] = i < rows ? pairs32(kh + (size_t)(jg + i) * g->k_ld + 2 * p0, dim - 2 * p0) : _mm512_setzero_si512();
-            transpose16(r);
+                r[i] = i < rows ? pd_bf16x_load32(kh + (size_t)(jg + i) * g->k_ld + 2 * p0, dim - 2 * p0) : _mm512_setzero_si512();
+            pd_bf16x_transpose16(r);
             for (int i = 0; i < PD_MIN(16, np - p0); i++) _mm512_storeu_si512((void *)(x->kt + (size_t)(p0 + i) * (size_t)bk + jg), r[i]);
         }
     }
-    const __m512i idx = interleave_idx();
+    const __m512i idx = pd_bf16x_interleave_idx();
     const float *vh = g->v + (size_t)h * g->v_hs + (size_t)j0 * g->v_ld;
     for (int i = 0; 2 * i < n; i++) {
         const float *a = vh + (size_t)(2 * i) * g->v_ld, *b = a + g->v_ld;
@@ -205,7 +157,7 @@ __attribute__((noinline)) static void convert_kv(const attn_ctx *x, int h, int j
                 _mm512_storeu_si512((void *)(dst + d0), _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(vb, va)));
             }
         for (; d0 < dim; d0 += 16) {
-            const __mmask16 k = lanes(dim - d0);
+            const __mmask16 k = pd_bf16x_lanes(dim - d0);
             __m512 va = _mm512_maskz_loadu_ps(k, a + d0);
             __m512 vb = has_b ? _mm512_maskz_loadu_ps(k, b + d0) : _mm512_setzero_ps();
             _mm512_mask_storeu_epi32(dst + d0, k, _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(vb, va)));
@@ -312,7 +264,7 @@ __attribute__((noinline)) static void attend_block(const attn_ctx *x, int b, int
     const bool diag = g->causal && j0 + nk - 1 > i0;
     const bool full = !diag && nk % 2 == 0;
     const __m512 neg_inf = _mm512_set1_ps(-INFINITY), vc = _mm512_set1_ps(x->c);
-    const __m512i idx = interleave_idx();
+    const __m512i idx = pd_bf16x_interleave_idx();
     const __m512bh ones = (__m512bh)_mm512_set1_epi16(0x3F80);
     for (int t = 0; t < nqt; t++) {
         /* lane: query index - j0, so key row jj is visible iff lane >= jj (causal). */
@@ -416,8 +368,8 @@ static void write_out(const attn_ctx *x, int h, int c0, int c1, bool any) {
             for (int i = 0; i < 16; i++)
                 r[i] = any && d0 + i < dim ? _mm512_castps_si512(_mm512_mul_ps(_mm512_loadu_ps(ot + (d0 + i) * QB), inv))
                                            : _mm512_setzero_si512();
-            transpose16(r);
-            const __mmask16 k = lanes(dim - d0);
+            pd_bf16x_transpose16(r);
+            const __mmask16 k = pd_bf16x_lanes(dim - d0);
             for (int i = 0; i < rows; i++)
                 _mm512_mask_storeu_ps(oh + (size_t)(i0 + i) * g->o_ld + d0, k, _mm512_castsi512_ps(r[i]));
         }
