@@ -121,6 +121,25 @@ pd_vae_tiling pd_vae_tiling_default(const pd_vae_config *cfg) {
     return t;
 }
 
+pd_vae_tiling pd_vae_tiling_fit(const pd_vae_config *cfg, int lat_h, int lat_w) {
+    const int s = cfg->scale > 0 ? cfg->scale : 8;
+    const pd_vae_tiling max = {PD_MAX(640 / s, 2), PD_MIN(PD_MAX(128 / s, 1), PD_MAX(640 / s, 2) - 1)};
+    pd_vae_tiling t = max;
+    if (lat_h < 1 || lat_w < 1) return t;
+    t.tile = 0;
+    const int n[2] = {lat_h, lat_w};
+    for (int a = 0; a < 2; a++) {
+        if (n[a] <= max.tile) {
+            t.tile = PD_MAX(t.tile, n[a]);
+            continue;
+        }
+        const int k = count_tiles(n[a], &max);   /* as few as tiles of max.tile allow */
+        t.tile = PD_MAX(t.tile, (n[a] + (k - 1) * max.overlap + k - 1) / k);
+    }
+    t.tile = PD_MAX(t.tile, max.overlap + 1);
+    return t;
+}
+
 bool pd_vae_tiling_auto(const pd_vae_config *cfg, int lat_h, int lat_w) {
     const int64_t s = cfg->scale;
     return (int64_t)lat_h * s * (int64_t)lat_w * s > (int64_t)768 * 768;

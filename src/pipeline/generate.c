@@ -179,7 +179,7 @@ static pd_status check_params(const pd_ctx *ctx, const pd_gen_params *p, job *j,
     j->lh = j->height / scale;
     j->lw = j->width / scale;
     if (!j->taesd_dec) {
-        j->tiling = pd_vae_tiling_default(&ctx->vae.cfg);
+        j->tiling = pd_vae_tiling_fit(&ctx->vae.cfg, j->lh, j->lw);
         j->tiled = p->vae_tiling == PD_VAE_TILING_ON ||
                    (p->vae_tiling == PD_VAE_TILING_AUTO && pd_vae_tiling_auto(&ctx->vae.cfg, j->lh, j->lw));
     }

@@ -362,8 +362,20 @@ static void run_models(pd_isa isa, bool quick) {
             {72, 40, 32, 8, FLOOR_32, true},    /* 3 x 2 tiles, starts 0/20/40 and 0/8 */
             {64, 64, 32, 8, FLOOR_32, false},   /* 3 x 3 tiles, starts 0/16/32 */
             {128, 128, 64, 16, FLOOR_64, false},  /* the shipped default on SDXL's 1024x1024: 3 x 3 */
-            {72, 96, 64, 16, FLOOR_64, false},    /* the default on 576x768: 2 x 2 tiles */
         };
+        /* The pipeline's fitted tiling on SDXL's 1024x1024 (2 x 2 tiles of 72) and on a
+         * ragged 1280x704 (3 x 2 tiles of 64). */
+        for (int f = 0; f < 2 && !quick; f++) {
+            const int fh = f ? 160 : 128, fw = f ? 88 : 128;
+            const pd_vae_tiling t = pd_vae_tiling_fit(cfg, fh, fw);
+            CHECK(t.tile <= 80 && t.overlap == 16);
+            CHECK_EQ_INT(pd_vae_tile_count(fh, &t), f ? 3 : 2);
+            CHECK_EQ_INT(pd_vae_tile_count(fw, &t), 2);
+            float *z = random_z(cfg, fh, fw, 2000 + f);
+            snprintf(label, sizeof label, "%s random z, fitted", MODELS[mi]);
+            compare(label, &tm.m, &nn, z, fh, fw, &t, FLOOR_64, false);
+            free(z);
+        }
         for (size_t i = 0; i < PD_COUNT(R); i++) {
             if (quick && i > 0) break;   /* the scalar kernels, and everything under ASan, are slow */
             float *z = random_z(cfg, R[i].h, R[i].w, 1000 + i);
@@ -458,6 +470,17 @@ static void test_vae_tiled_memory(void) {
     CHECK_EQ_INT(mib(u256), 8205);
     CHECK_EQ_INT(mib(s128), 137);
     CHECK_EQ_INT(t256, t128);   /* independent of the image size */
+    /* The pipeline's fitted tiles: 2 x 2 of 72 at 1024x1024 (660 MiB); never above the
+     * 80-latent bound (818 MiB) at any size. */
+    const pd_vae_tiling f128 = pd_vae_tiling_fit(&c, 128, 128);
+    CHECK_EQ_INT(f128.tile, 72);
+    CHECK_EQ_INT(mib(pd_vae_decode_tiled_scratch_bytes(&c, 128, 128, &f128)), 660);
+    const size_t bound = pd_vae_decode_tiled_scratch_bytes(&c, 80, 81, &(pd_vae_tiling){80, 16});
+    for (int n = 97; n <= 1024; n += 37) {
+        const pd_vae_tiling f = pd_vae_tiling_fit(&c, n, 2 * n / 3 + 1);
+        CHECK(f.tile <= 80 && f.overlap == 16);
+        CHECK(pd_vae_decode_tiled_scratch_bytes(&c, n, 2 * n / 3 + 1, &f) <= bound);
+    }
     CHECK_EQ_INT(pd_vae_decode_tiled_scratch_bytes(&c, 1000, 37, &small),
                  pd_vae_decode_tiled_scratch_bytes(&c, 40, 100, &small));
     /* One tile: exactly the untiled plan. */
