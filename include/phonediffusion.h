@@ -310,6 +310,8 @@ typedef struct pd_gen_params {
     bool preview;                 /* per denoise step, a preview image in pd_progress
                                      (TAESD decode of the denoised estimate; needs
                                      pd_ctx_params.taesd_path) */
+    bool taesd_preview_only;      /* with a TAESD loaded: use it for previews only, and
+                                     the model's own VAE for the image */
     pd_progress_fn progress;      /* per sampler step ("denoise") and stage; false cancels */
     void *progress_user;
 } pd_gen_params;

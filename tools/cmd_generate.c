@@ -211,6 +211,7 @@ void cli_generate_usage(FILE *f) {
             "      --taesd PATH                     decode (and encode) with TAESD/TAESDXL: a diffusers\n"
             "                                       AutoencoderTiny folder or file, or taesd_decoder files\n"
             "      --preview FILE                   with --taesd: write a preview PNG at every step\n"
+            "      --taesd-preview-only             with --taesd: the model's VAE makes the image\n"
             "      --vae-tiling / --no-vae-tiling   decode in tiles (default: tiles above 768x768)\n"
             "      --original-size WxH              SDXL size conditioning (default: the output size)\n"
             "      --target-size WxH                SDXL size conditioning (default: the output size)\n"
@@ -230,7 +231,7 @@ int cli_generate(int argc, char **argv, int first) {
     o.isa = PD_ISA_AUTO;
     enum { O_STEPS = 300, O_CFG, O_SAMPLER, O_SCHED, O_BATCH, O_CLIP, O_INIT, O_STRENGTH, O_VOCAB,
            O_CONFIG, O_OVERWRITE, O_ISA, O_NOW, O_UNET, O_PRECISION, O_SPACING, O_ORIG_SIZE,
-           O_TARGET_SIZE, O_CROP, O_TAESD, O_PREVIEW, O_TILING, O_NO_TILING };
+           O_TARGET_SIZE, O_CROP, O_TAESD, O_PREVIEW, O_TILING, O_NO_TILING, O_TAESD_PREVIEW };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, 'n'}, {"width", required_argument, 0, 'W'},
@@ -250,6 +251,7 @@ int cli_generate(int argc, char **argv, int first) {
         {"target-size", required_argument, 0, O_TARGET_SIZE}, {"crop", required_argument, 0, O_CROP},
         {"taesd", required_argument, 0, O_TAESD}, {"preview", required_argument, 0, O_PREVIEW},
         {"vae-tiling", no_argument, 0, O_TILING}, {"no-vae-tiling", no_argument, 0, O_NO_TILING},
+        {"taesd-preview-only", no_argument, 0, O_TAESD_PREVIEW},
         {0, 0, 0, 0},
     };
     optind = first;
@@ -320,6 +322,7 @@ int cli_generate(int argc, char **argv, int first) {
         case O_UNET: o.unet = optarg; break;
         case O_TAESD: o.taesd = optarg; break;
         case O_PREVIEW: o.preview = optarg; break;
+        case O_TAESD_PREVIEW: o.gp.taesd_preview_only = true; break;
         case O_TILING: o.gp.vae_tiling = PD_VAE_TILING_ON; break;
         case O_NO_TILING: o.gp.vae_tiling = PD_VAE_TILING_OFF; break;
         case 'o': o.output = optarg; break;
@@ -353,6 +356,7 @@ int cli_generate(int argc, char **argv, int first) {
     if (o.gp.strength != 0.75f && !o.init_path)
         return usage_error("%s--strength needs --init-image", "");
     if (o.preview && !o.taesd) return usage_error("%s--preview needs --taesd", "");
+    if (o.gp.taesd_preview_only && !o.taesd) return usage_error("%s--taesd-preview-only needs --taesd", "");
     o.gp.preview = o.preview != NULL;
     if (o.preview) {
         struct stat st;

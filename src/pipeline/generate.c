@@ -116,12 +116,13 @@ static pd_status check_params(const pd_ctx *ctx, const pd_gen_params *p, job *j,
     if (ctx->text_only)
         return pd_error_set(err, PD_ERR_INVALID_ARG, "the model was loaded with text_only: no UNet or VAE");
     if (!ctx->has_unet) return pd_error_set(err, PD_ERR_MISSING, "'%s' has no UNet", ctx->src->path);
-    j->taesd_dec = ctx->has_taesd && ctx->taesd.dec.present;
-    j->taesd_enc = ctx->has_taesd && ctx->taesd.enc.present;
+    const bool taesd = ctx->has_taesd && !(p->taesd_preview_only && ctx->has_vae);
+    j->taesd_dec = taesd && ctx->taesd.dec.present;
+    j->taesd_enc = taesd && ctx->taesd.enc.present;
     if (!ctx->has_vae && !j->taesd_dec)
         return pd_error_set(err, PD_ERR_MISSING, "'%s' has no VAE (give a TAESD to decode with)", ctx->src->path);
     if (!p->prompt) return pd_error_set(err, PD_ERR_INVALID_ARG, "no prompt given");
-    if (p->preview && !j->taesd_dec)
+    if (p->preview && !(ctx->has_taesd && ctx->taesd.dec.present))
         return pd_error_set(err, PD_ERR_INVALID_ARG, "previews need a TAESD decoder (pd_ctx_params.taesd_path, --taesd)");
     if (p->vae_tiling < PD_VAE_TILING_AUTO || p->vae_tiling > PD_VAE_TILING_ON)
         return pd_error_set(err, PD_ERR_INVALID_ARG, "vae_tiling %d is not a pd_vae_tiling_mode", (int)p->vae_tiling);

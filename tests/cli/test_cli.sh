@@ -81,6 +81,10 @@ expect "generate preview needs taesd" 2 "needs --taesd" -- pdbin generate -m "$S
 expect "generate bad taesd" 1 "TAESD|taesd" -- pdbin generate -m "$S15" -p x --taesd "$M/tiny-sd15" -W 64 -H 64 --steps 1 -o "$TMP/a.png"
 expect "generate taesd preview" 0 "seed 4" -- pdbin generate -m "$S15" -p "a cat" --taesd "$M/taesd-random" --preview "$TMP/p.png" -W 64 -H 48 --steps 2 -s 4 -q -o "$TMP/ta.png"
 if [[ -s "$TMP/p.png" ]]; then ok "preview written"; else bad "no preview file"; fi
+expect "generate preview exists" 1 "exists" -- pdbin generate -m "$S15" -p "a cat" --taesd "$M/taesd-random" --preview "$TMP/p.png" -W 64 -H 48 --steps 2 -s 4 -q -o "$TMP/tb.png"
+expect "generate taesd preview only" 0 "seed 4" -- pdbin generate -m "$S15" -p "a cat" --taesd "$M/taesd-random" --taesd-preview-only --preview "$TMP/p2.png" -W 64 -H 48 --steps 2 -s 4 -q -o "$TMP/tc.png"
+expect "generate same without taesd" 0 "seed 4" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 48 --steps 2 -s 4 -q -o "$TMP/td.png"
+if cmp -s "$TMP/tc.png" "$TMP/td.png"; then ok "preview-only keeps the VAE image"; else bad "preview-only changed the image"; fi
 expect "generate tiled" 0 "seed 4" -- pdbin generate -m "$S15" -p "a cat" --vae-tiling -W 64 -H 64 --steps 1 -s 4 -q -o "$TMP/tl.png"
 expect "generate turbo sdxl" 0 "seed 3" -- pdbin generate -m "$M/tiny-sdxl.safetensors" -p "a cat" -W 64 -H 64 --steps 1 --cfg-scale 0 --timestep-spacing trailing --original-size 512x512 --crop 0,16 -s 3 -q -o "$TMP/t.png"
 expect "generate" 0 "seed 5" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 2 -s 5 -q -o "$TMP/g.png"

@@ -379,14 +379,25 @@ static void test_preview(void) {
         CHECK_MSG(worst <= 2, "last preview differs from the image by up to %d", worst);
     }
     pd_result_free(r);
+    /* TAESD for previews only: the image is the KL VAE's, as without a TAESD. */
+    pd_result *only = NULL, *plain = NULL;
+    ps.n = 0;
+    gp.taesd_preview_only = true;
+    CHECK_EQ_INT(pd_generate(ctx, &gp, &only, &err), PD_OK);
+    CHECK_EQ_INT(ps.n, 5);
     pd_ctx_free(ctx);
     cp.taesd_path = NULL;
     CHECK_EQ_INT(pd_ctx_load(path, &cp, &ctx, &err), PD_OK);
     if (ctx) {
         CHECK_EQ_INT(pd_generate(ctx, &gp, &r, &err), PD_ERR_INVALID_ARG);
         CHECK_STR_CONTAINS(err.msg, "TAESD");
+        gp.preview = false;
+        CHECK_EQ_INT(pd_generate(ctx, &gp, &plain, &err), PD_OK);
+        if (only && plain) CHECK(memcmp(only->images[0].rgb, plain->images[0].rgb, 64 * 64 * 3) == 0);
         pd_ctx_free(ctx);
     }
+    pd_result_free(only);
+    pd_result_free(plain);
 }
 
 static void test_txt2img_sd15(void) { run_family("txt2img_", "tiny-sd15"); }
