@@ -18,6 +18,7 @@
 #include "io/model.h"
 #include "kernels/kernels.h"
 #include "models/vae.h"
+#include "parity/vae_config.h"
 
 /* PSNR floors (dB) by tile size. The tiny models' random weights make a decoded tile
  * depend strongly on its own GroupNorm statistics and attention: decoded alone, the
@@ -426,27 +427,6 @@ static void test_vae_tile_placement(void) {
     CHECK_EQ_INT(pd_vae_tile_start(128, &d, 1), 32);
     CHECK_EQ_INT(pd_vae_tile_count(256, &d), 5);   /* 0, 48, 96, 144, 192 */
     CHECK_EQ_INT(pd_vae_tile_start(256, &d, 2), 96);
-}
-
-/* The real SD VAE (SD1.x, SD2.x and SDXL share its shape). */
-static pd_vae_config real_sd_config(void) {
-    pd_vae_config c;
-    memset(&c, 0, sizeof c);
-    c.arch.naming = PD_VAE_NAMING_LDM;
-    c.arch.n_levels = 4;
-    c.arch.ch[0] = 128;
-    c.arch.ch[1] = 256;
-    c.arch.ch[2] = 512;
-    c.arch.ch[3] = 512;
-    c.arch.layers_per_block = 2;
-    c.arch.in_channels = c.arch.out_channels = 3;
-    c.arch.latent_channels = 4;
-    c.arch.has_encoder = c.arch.has_quant_conv = c.arch.has_post_quant_conv = c.arch.has_mid_attn = true;
-    c.scale = 8;
-    c.groups = 32;
-    c.eps = 1e-6f;
-    c.scaling_factor = 0.18215f;
-    return c;
 }
 
 static size_t mib(size_t b) { return (b + ((size_t)1 << 20) - 1) >> 20; }
