@@ -156,8 +156,8 @@ pd_status pd_vae_encode(const pd_vae *m, const pd_nn *nn, const float *image, in
  * Fidelity: a tiled image is not the untiled one, since each tile normalises and attends
  * over itself only. On the golden tiny models (random weights, noise latents) tiled vs
  * untiled measured 30-37 dB PSNR with tiles of 16 latents, 34-37 with 24, 37.5-40 with 32,
- * and with the defaults (64, overlap 16) 43-45 dB at 128x128 latents, 47-49 at 96x72
- * (test_vae_tiled; it asserts >= 40 dB for the defaults); the center of a tile decoded alone is no closer, so this is the
+ * and with the pipeline's fitted tiles (pd_vae_tiling_fit: 2 x 2 of 72 at 128x128, 2 x 3
+ * of 64 at 88x160) 43.5-48.2 dB (test_vae_tiled asserts >= 40 dB for them); the center of a tile decoded alone is no closer, so this is the
  * statistics, not the blending. Not measured on real SD weights. No seams: the error
  * jumps across tile edges no more than across other pixel lines (a hard stitch does).
  */

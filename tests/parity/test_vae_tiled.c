@@ -362,7 +362,6 @@ static void run_models(pd_isa isa, bool quick) {
             {72, 40, 24, 8, FLOOR_24, false},   /* 4 x 2 tiles */
             {72, 40, 32, 8, FLOOR_32, true},    /* 3 x 2 tiles, starts 0/20/40 and 0/8 */
             {64, 64, 32, 8, FLOOR_32, false},   /* 3 x 3 tiles, starts 0/16/32 */
-            {128, 128, 64, 16, FLOOR_64, false},  /* the shipped default on SDXL's 1024x1024: 3 x 3 */
         };
         /* The pipeline's fitted tiling on SDXL's 1024x1024 (2 x 2 tiles of 72) and on a
          * ragged 1280x704 (3 x 2 tiles of 64). */
