@@ -76,4 +76,27 @@ static inline double golden_check(const char *what, const float *got, const floa
     return e;
 }
 
+/* Compares got [h, w, c] NHWC (its first c_ref channels) with the golden NCHW tensor
+ * name of g (golden_check with tol); INFINITY when the tensor is missing or misshapen. */
+static inline double golden_check_nhwc(const char *label, const pd_st_file *g, const char *name,
+                                       const float *got, int h, int w, int c, int c_ref, double tol) {
+    int64_t n = 0;
+    float *ref = golden_f32(g, name, &n);
+    if (!ref) return INFINITY;
+    double e = INFINITY;
+    if (n != (int64_t)h * w * c_ref) {
+        PD_FAIL("%s %s: %lld values, expected %d x %d x %d", label, name, (long long)n, c_ref, h, w);
+    } else {
+        float *mine = malloc((size_t)n * sizeof(float));   /* [c_ref, h, w] */
+        for (int i = 0; i < c_ref; i++)
+            for (int p = 0; p < h * w; p++) mine[(size_t)i * h * w + p] = got[(size_t)p * c + i];
+        char what[256];
+        snprintf(what, sizeof what, "%s %s", label, name);
+        e = golden_check(what, mine, ref, (size_t)n, tol);
+        free(mine);
+    }
+    free(ref);
+    return e;
+}
+
 #endif

@@ -129,28 +129,6 @@ static bool write_original(const char *model) {
 
 /* ---- comparisons ------------------------------------------------------------------ */
 
-/* Compares got [h, w, c] NHWC (its first c_ref channels) with golden NCHW tensor name. */
-static double compare_nhwc(const char *label, const pd_st_file *g, const char *name, const float *got, int h,
-                           int w, int c, int c_ref) {
-    int64_t n = 0;
-    float *ref = golden_f32(g, name, &n);
-    if (!ref) return INFINITY;
-    double e = INFINITY;
-    if (n != (int64_t)h * w * c_ref) {
-        PD_FAIL("%s %s: %lld values, expected %d x %d x %d", label, name, (long long)n, c_ref, h, w);
-    } else {
-        float *mine = malloc((size_t)n * sizeof(float));   /* [c_ref, h, w] */
-        for (int i = 0; i < c_ref; i++)
-            for (int p = 0; p < h * w; p++) mine[(size_t)i * h * w + p] = got[(size_t)p * c + i];
-        char what[256];
-        snprintf(what, sizeof what, "%s %s", label, name);
-        e = golden_check(what, mine, ref, (size_t)n, TOL);
-        free(mine);
-    }
-    free(ref);
-    return e;
-}
-
 typedef struct tap_state {
     const char *label;
     const pd_st_file *g;
@@ -169,7 +147,7 @@ static void on_tap(void *user, const char *name, const float *x, int h, int w, i
         c_ref = 4;
         if (!pd_st_find(ts->g, key)) return;
     }
-    double e = compare_nhwc(ts->label, ts->g, key, x, h, w, c, c_ref);
+    double e = golden_check_nhwc(ts->label, ts->g, key, x, h, w, c, c_ref, TOL);
     if (e > worst_inter) worst_inter = e;
     ts->n_compared++;
     if (ts->n_seen < 32) snprintf(ts->seen[ts->n_seen++], sizeof ts->seen[0], "%s", key);
@@ -252,7 +230,7 @@ static float *run_model(const taesd_case *cc, const pd_taesd *m, const pd_nn *nn
         res = malloc(*out_n * sizeof(float));
         st = pd_taesd_decode(m, nn, in_nhwc, h, w, res, &scratch, use_tap ? &tap : NULL, &err);
         if (st == PD_OK && compare) {
-            worst_err = fmax(worst_err, compare_nhwc(label, g, "image", res, oh, ow, oc, oc));
+            worst_err = fmax(worst_err, golden_check_nhwc(label, g, "image", res, oh, ow, oc, oc, TOL));
             check_u8(label, g, res, *out_n);
         }
     } else {
@@ -261,7 +239,7 @@ static float *run_model(const taesd_case *cc, const pd_taesd *m, const pd_nn *nn
         *out_n = (size_t)lh * lw * lc;
         res = malloc(*out_n * sizeof(float));
         st = pd_taesd_encode(m, nn, in_nhwc, h, w, res, &scratch, use_tap ? &tap : NULL, &err);
-        if (st == PD_OK && compare) worst_err = fmax(worst_err, compare_nhwc(label, g, "latents", res, lh, lw, lc, lc));
+        if (st == PD_OK && compare) worst_err = fmax(worst_err, golden_check_nhwc(label, g, "latents", res, lh, lw, lc, lc, TOL));
     }
     if (st != PD_OK) {
         PD_FAIL("%s: %s", label, err.msg);

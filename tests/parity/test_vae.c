@@ -39,28 +39,6 @@ static size_t u8_off1, u8_total;
 
 /* ---- comparisons -------------------------------------------------------------------- */
 
-/* Compares got [h, w, c] NHWC (its first c_ref channels) with golden NCHW tensor name. */
-static double compare_nhwc(const char *label, const pd_st_file *g, const char *name, const float *got,
-                           int h, int w, int c, int c_ref) {
-    int64_t n = 0;
-    float *ref = golden_f32(g, name, &n);
-    if (!ref) return INFINITY;
-    double e = INFINITY;
-    if (n != (int64_t)h * w * c_ref) {
-        PD_FAIL("%s %s: %lld values, expected %d x %d x %d", label, name, (long long)n, c_ref, h, w);
-    } else {
-        float *mine = malloc((size_t)n * sizeof(float));   /* [c_ref, h, w] */
-        for (int i = 0; i < c_ref; i++)
-            for (int p = 0; p < h * w; p++) mine[(size_t)i * h * w + p] = got[(size_t)p * c + i];
-        char what[256];
-        snprintf(what, sizeof what, "%s %s", label, name);
-        e = golden_check(what, mine, ref, (size_t)n, TOL);
-        free(mine);
-    }
-    free(ref);
-    return e;
-}
-
 typedef struct tap_state {
     const char *label;
     const pd_st_file *g;
@@ -86,7 +64,7 @@ static void compare_inter(tap_state *ts, const char *name, const float *x, int h
         c_ref = 4;
         if (!pd_st_find(ts->g, key)) return;
     }
-    double e = compare_nhwc(ts->label, ts->g, key, x, h, w, c, c_ref);
+    double e = golden_check_nhwc(ts->label, ts->g, key, x, h, w, c, c_ref, TOL);
     if (e > worst_inter) worst_inter = e;
     ts->n_compared++;
     mark_seen(ts, key);
@@ -108,7 +86,7 @@ static void on_tap(void *user, const char *name, const float *x, int h, int w, i
         free(y);
     }
     if (strcmp(name, "quant_conv") == 0 && pd_st_find(ts->g, "moments")) {
-        double e = compare_nhwc(ts->label, ts->g, "moments", x, h, w, c, c);
+        double e = golden_check_nhwc(ts->label, ts->g, "moments", x, h, w, c, c, TOL);
         if (e > worst_err) worst_err = e;
         ts->n_compared++;
     }
@@ -202,7 +180,7 @@ static void run_case(const vae_case *cc, const char *path, const pd_kernels *kt,
             PD_FAIL("%s: decode: %s", label, err.msg);
             goto done;
         }
-        double e = compare_nhwc(label, g, "image", res, oh, ow, oc, oc);
+        double e = golden_check_nhwc(label, g, "image", res, oh, ow, oc, oc, TOL);
         if (e > worst_err) worst_err = e;
         check_u8(label, g, res, oh, ow, oc);
     } else {
@@ -215,11 +193,11 @@ static void run_case(const vae_case *cc, const char *path, const pd_kernels *kt,
             PD_FAIL("%s: encode: %s", label, err.msg);
             goto done;
         }
-        double e1 = compare_nhwc(label, g, "mean", mean, lh, lw, lc, lc);
-        double e2 = compare_nhwc(label, g, "logvar", logvar, lh, lw, lc, lc);
+        double e1 = golden_check_nhwc(label, g, "mean", mean, lh, lw, lc, lc, TOL);
+        double e2 = golden_check_nhwc(label, g, "logvar", logvar, lh, lw, lc, lc, TOL);
         res2 = malloc((size_t)lh * lw * lc * sizeof(float));
         for (size_t i = 0; i < (size_t)lh * lw * lc; i++) res2[i] = expf(0.5f * logvar[i]);
-        double e3 = compare_nhwc(label, g, "std", res2, lh, lw, lc, lc);
+        double e3 = golden_check_nhwc(label, g, "std", res2, lh, lw, lc, lc, TOL);
         worst_err = fmax(worst_err, fmax(e1, fmax(e2, e3)));
     }
     CHECK_MSG(scratch.used_peak <= need, "%s: scratch peak %zu > planned %zu", label, scratch.used_peak, need);

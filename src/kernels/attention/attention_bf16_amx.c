@@ -588,24 +588,6 @@ static void run_all(amx_queue *q) {
     amx_pump(q, q->cap);
 }
 
-/* Prefetches K and V rows [j, j + n) of head h (to L2: the conversion of a later chunk
- * reads them; a cold K/V row costs an L3 or memory round trip otherwise). */
-static inline __attribute__((always_inline)) void prefetch_rows(const attn_ctx *x, int h, int j, int n) {
-    const pd_attn_args *g = x->g;
-    n = PD_MIN(n, g->n_kv - j);
-    const char *k = (const char *)(g->k + (size_t)h * g->k_hs + (size_t)j * g->k_ld);
-    const char *v = (const char *)(g->v + (size_t)h * g->v_hs + (size_t)j * g->v_ld);
-    const size_t bytes = (size_t)x->dim * sizeof(float);
-    for (int r = 0; r < n; r++, k += g->k_ld * sizeof(float), v += g->v_ld * sizeof(float)) {
-        for (size_t o = 0; o < bytes; o += 64) {
-            _mm_prefetch(k + o, _MM_HINT_T1);
-            _mm_prefetch(v + o, _MM_HINT_T1);
-        }
-        _mm_prefetch(k + bytes - 1, _MM_HINT_T1);
-        _mm_prefetch(v + bytes - 1, _MM_HINT_T1);
-    }
-}
-
 /* Converts chunks [c, c + cnt) of the block of n keys at j0 (head h), ticking k, and
  * prefetches the chunk after them. */
 static void convert_chunks(const attn_ctx *x, amx_queue *q, hooks *k, int h, int j0, int n, int c, int cnt) {
@@ -615,7 +597,7 @@ static void convert_chunks(const attn_ctx *x, amx_queue *q, hooks *k, int h, int
         if (k) tick(q, k);
     }
     const int nxt = (c + cnt) * 32 < n ? j0 + (c + cnt) * 32 : j0 + x->bk;
-    if (nxt < x->g->n_kv) prefetch_rows(x, h, nxt, 32);
+    if (nxt < x->g->n_kv) pd_bf16x_prefetch_kv(x->g, x->dim, h, nxt, 32);
 }
 
 /* One chunk of queries [c0, c1) of head h. Tasks (block, pair) run as a pipeline: while

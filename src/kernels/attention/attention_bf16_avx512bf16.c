@@ -376,24 +376,6 @@ static void write_out(const attn_ctx *x, int h, int c0, int c1, bool any) {
     }
 }
 
-/* Prefetches K and V rows [j, j + n) of head h to L2 (the conversion of the next block
- * reads them; otherwise each row costs an L3 or memory round trip there). always_inline:
- * see the traps (GCC drops calls to a function that only prefetches). */
-PD_INLINE void prefetch_rows(const attn_ctx *x, int h, int j, int n) {
-    const pd_attn_args *g = x->g;
-    const char *k = (const char *)(g->k + (size_t)h * g->k_hs + (size_t)j * g->k_ld);
-    const char *v = (const char *)(g->v + (size_t)h * g->v_hs + (size_t)j * g->v_ld);
-    const size_t bytes = (size_t)x->dim * sizeof(float);
-    for (int r = 0; r < n; r++, k += g->k_ld * sizeof(float), v += g->v_ld * sizeof(float)) {
-        for (size_t o = 0; o < bytes; o += 64) {
-            _mm_prefetch(k + o, _MM_HINT_T1);
-            _mm_prefetch(v + o, _MM_HINT_T1);
-        }
-        _mm_prefetch(k + bytes - 1, _MM_HINT_T1);
-        _mm_prefetch(v + bytes - 1, _MM_HINT_T1);
-    }
-}
-
 static void attend_chunk(const attn_ctx *x, int h, int c0, int c1) {
     const pd_attn_args *g = x->g;
     const int kv_end = g->causal ? PD_MIN(g->n_kv, c1) : g->n_kv;
@@ -415,7 +397,7 @@ static void attend_chunk(const attn_ctx *x, int h, int c0, int c1) {
          * the query blocks. */
         const int jn = j0 + x->bk < kv_end ? j0 + x->bk : 0, nn = PD_MIN(x->bk, kv_end - jn);
         for (int b = 0; b < nb; b++) {
-            prefetch_rows(x, h, jn + nn * b / nb, nn * (b + 1) / nb - nn * b / nb);
+            pd_bf16x_prefetch_kv(x->g, x->dim, h, jn + nn * b / nb, nn * (b + 1) / nb - nn * b / nb);
             const int i0 = c0 + b * QB, nq = PD_MIN(QB, c1 - i0);
             const int nk = g->causal ? PD_MIN(n, i0 + nq - j0) : n;
             if (nk > 0) attend_block(x, b, i0, nq, j0, nk);

@@ -1,13 +1,16 @@
 /*
  * attention_bf16_x86.h - AVX-512 helpers shared by the bf16 attention kernels
  * (attention_bf16_amx.c, attention_bf16_avx512bf16.c; both are compiled with
- * AVX512-BF16 enabled): a 16 x 16 dword transpose, fp32 -> bf16 row loads and the word
- * permutation that makes bf16 pairs.
+ * AVX512-BF16 enabled): a 16 x 16 dword transpose, fp32 -> bf16 row loads, the word
+ * permutation that makes bf16 pairs, and the K/V row prefetch.
  */
 #ifndef PD_KERNELS_ATTENTION_BF16_X86_H
 #define PD_KERNELS_ATTENTION_BF16_X86_H
 
 #include <immintrin.h>
+#include <stddef.h>
+
+#include "kernels/kernels.h"
 
 #define PD_BF16X_INLINE static inline __attribute__((always_inline))
 
@@ -61,6 +64,25 @@ PD_BF16X_INLINE __m512i pd_bf16x_load32(const float *x, int n) {
 PD_BF16X_INLINE __m512i pd_bf16x_interleave_idx(void) {
     return _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
                             4, 19, 3, 18, 2, 17, 1, 16, 0);
+}
+
+/* Prefetches K and V rows [j, min(j + n, n_kv)) of head h, dim floats each, to L2 (the
+ * conversion of a later block reads them; a cold row costs an L3 or memory round trip
+ * there). always_inline: GCC 12 dropped every call to the out-of-line version, a
+ * function that only prefetches (no prefetch instruction was left in the object). */
+PD_BF16X_INLINE void pd_bf16x_prefetch_kv(const pd_attn_args *g, int dim, int h, int j, int n) {
+    if (n > g->n_kv - j) n = g->n_kv - j;
+    const char *k = (const char *)(g->k + (size_t)h * g->k_hs + (size_t)j * g->k_ld);
+    const char *v = (const char *)(g->v + (size_t)h * g->v_hs + (size_t)j * g->v_ld);
+    const size_t bytes = (size_t)dim * sizeof(float);
+    for (int r = 0; r < n; r++, k += g->k_ld * sizeof(float), v += g->v_ld * sizeof(float)) {
+        for (size_t o = 0; o < bytes; o += 64) {
+            _mm_prefetch(k + o, _MM_HINT_T1);
+            _mm_prefetch(v + o, _MM_HINT_T1);
+        }
+        _mm_prefetch(k + bytes - 1, _MM_HINT_T1);
+        _mm_prefetch(v + bytes - 1, _MM_HINT_T1);
+    }
 }
 
 #endif
