@@ -178,6 +178,27 @@ void pd_model_info_free(pd_model_info *info);
 
 typedef struct pd_ctx pd_ctx;
 
+/* How model weights are held in memory. The quantized types are ggml's (blocks of 32
+ * values with an fp16 scale; q8_0 8.5 bits per weight, q4_0 4.5, q4_1 5); the kernels
+ * dequantize them block by block as they run. Small tensors (biases, norms), the first
+ * and last convolutions (<= 8 channels) and the token embedding stay in the compute
+ * format. */
+typedef enum pd_weight_type {
+    PD_WEIGHT_AUTO = 0,   /* as stored (GGUF q8_0/q4_0/q4_1 stay quantized) */
+    PD_WEIGHT_F32,        /* everything in the compute format (no quantization) */
+    PD_WEIGHT_F16,        /* as F32 at load (there are no fp16 kernels); `convert`
+                             writes f16 */
+    PD_WEIGHT_BF16,       /* no quantization, bf16 arithmetic (PD_PRECISION_BF16) */
+    PD_WEIGHT_Q8_0,
+    PD_WEIGHT_Q4_0,
+    PD_WEIGHT_Q4_1
+} pd_weight_type;
+
+/* "auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1". */
+const char *pd_weight_type_name(pd_weight_type t);
+/* Parses one of those names; false when unknown. */
+bool pd_weight_type_from_name(const char *s, pd_weight_type *out);
+
 typedef struct pd_ctx_params {
     int n_threads;             /* 0 = number of online CPUs */
     pd_isa isa;                /* PD_ISA_AUTO unless forcing a kernel level */
@@ -197,6 +218,14 @@ typedef struct pd_ctx_params {
                                   folder): it then decodes the final images (and encodes
                                   img2img inputs when it has an encoder) instead of the
                                   model's VAE, and makes previews; NULL = none */
+    pd_weight_type weight_type; /* how weights are held in memory (see pd_weight_type);
+                                  PD_WEIGHT_AUTO = as stored: GGUF-quantized tensors stay
+                                  quantized, the rest in the compute format */
+    int64_t max_memory;        /* bytes the engine may use (peak resident set, estimated
+                                  from the model and the image size); 0 = no limit. The
+                                  engine then releases the text encoders after encoding,
+                                  loads the VAE only to decode and tiles the VAE as needed,
+                                  and fails with a clear message when even that cannot fit */
     bool text_only;            /* load only the tokenizer and text encoders (for
                                   pd_tokenize / pd_encode_text; pd_generate then fails) */
     pd_log_fn log;             /* NULL = silent */

@@ -38,6 +38,8 @@ typedef struct gen_opts {
     int threads;
     pd_isa isa;
     pd_precision precision;
+    pd_weight_type weight_type;
+    int64_t max_memory;
     bool quiet, overwrite, verbose;
 } gen_opts;
 
@@ -218,6 +220,10 @@ void cli_generate_usage(FILE *f) {
             "      --crop X,Y                       SDXL crop conditioning, left,top (default 0,0)\n"
             "      --precision P                    fp32 (exact), bf16, auto (default: bf16 where it is\n"
             "                                       faster: AMX, or AVX512-BF16 on AMD)\n"
+            "      --weight-type T                  weights in memory: auto (as stored), f32, f16, bf16,\n"
+            "                                       q8_0, q4_0, q4_1 (quantized at load)\n"
+            "      --max-memory SIZE                stay under SIZE (e.g. 1.5G): release the text encoders\n"
+            "                                       after encoding, load the VAE to decode, tile the VAE\n"
             "      -o, --output FILE                default output.png; %%d = image number\n"
             "      --overwrite                      replace existing output files\n"
             "      -q, --quiet                      no progress bar\n");
@@ -231,7 +237,8 @@ int cli_generate(int argc, char **argv, int first) {
     o.isa = PD_ISA_AUTO;
     enum { O_STEPS = 300, O_CFG, O_SAMPLER, O_SCHED, O_BATCH, O_CLIP, O_INIT, O_STRENGTH, O_VOCAB,
            O_CONFIG, O_OVERWRITE, O_ISA, O_NOW, O_UNET, O_PRECISION, O_SPACING, O_ORIG_SIZE,
-           O_TARGET_SIZE, O_CROP, O_TAESD, O_PREVIEW, O_TILING, O_NO_TILING, O_TAESD_PREVIEW };
+           O_TARGET_SIZE, O_CROP, O_TAESD, O_PREVIEW, O_TILING, O_NO_TILING, O_TAESD_PREVIEW,
+           O_WTYPE, O_MAXMEM };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, 'n'}, {"width", required_argument, 0, 'W'},
@@ -252,6 +259,7 @@ int cli_generate(int argc, char **argv, int first) {
         {"taesd", required_argument, 0, O_TAESD}, {"preview", required_argument, 0, O_PREVIEW},
         {"vae-tiling", no_argument, 0, O_TILING}, {"no-vae-tiling", no_argument, 0, O_NO_TILING},
         {"taesd-preview-only", no_argument, 0, O_TAESD_PREVIEW},
+        {"weight-type", required_argument, 0, O_WTYPE}, {"max-memory", required_argument, 0, O_MAXMEM},
         {0, 0, 0, 0},
     };
     optind = first;
@@ -342,6 +350,14 @@ int cli_generate(int argc, char **argv, int first) {
             o.precision = (pd_precision)prec;
             break;
         }
+        case O_WTYPE:
+            if (!pd_weight_type_from_name(optarg, &o.weight_type))
+                return usage_error("--weight-type must be auto, f32, f16, bf16, q8_0, q4_0 or q4_1, got '%s'", optarg);
+            break;
+        case O_MAXMEM:
+            if (!cli_parse_size(optarg, &o.max_memory))
+                return usage_error("--max-memory must be a size such as 1500M or 2.5G, got '%s'", optarg);
+            break;
         case 'h':
             printf("usage: phonediffusion generate -m MODEL -p PROMPT [options]\n");
             cli_generate_usage(stdout);
@@ -396,6 +412,8 @@ int cli_generate(int argc, char **argv, int first) {
     cp.n_threads = o.threads;
     cp.isa = o.isa;
     cp.precision = o.precision;
+    cp.weight_type = o.weight_type;
+    cp.max_memory = o.max_memory;
     cp.vocab_path = o.vocab;
     cp.config_path = o.config;
     cp.unet_path = o.unet;

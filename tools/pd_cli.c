@@ -296,6 +296,27 @@ static int cmd_cpu(const cli_opts *o) {
     return 0;
 }
 
+bool cli_parse_size(const char *s, int64_t *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v > 0)) return false;
+    double mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1024.0; end++; break;
+    case 'm': case 'M': mul = 1024.0 * 1024; end++; break;
+    case 'g': case 'G': mul = 1024.0 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (mul > 1 && (!strcmp(end, "B") || !strcmp(end, "iB"))) end += strlen(end);
+    if (*end) return false;
+    v *= mul;
+    if (v < 1 || v > 1125899906842624.0) return false;
+    *out = (int64_t)v;
+    return true;
+}
+
 int cli_parse_precision(const char *s) {
     static const pd_precision all[] = {PD_PRECISION_AUTO, PD_PRECISION_FP32, PD_PRECISION_BF16};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)

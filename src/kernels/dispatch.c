@@ -215,6 +215,7 @@ static void fill(pd_kernels *kt, pd_isa level) {
     kt->isa = level;
     kt->prec = PD_PREC_FP32;
     kt->wtype = PD_DTYPE_F32;
+    kt->wquant = PD_DTYPE_INVALID;
     kt->attn_rows = PD_ATTN_ROWS_F32;
     kt->gemm_nr = GEMM_NR[g];
     kt->gemm_name = GEMM_NAME[g];
@@ -288,6 +289,11 @@ pd_isa pd_kernels_init_prec(pd_kernels *kt, pd_isa want, pd_prec prec) {
 }
 
 pd_isa pd_kernels_init(pd_kernels *kt, pd_isa want) { return pd_kernels_init_prec(kt, want, PD_PREC_FP32); }
+
+bool pd_quant_eligible(int n, int k, int conv_cin) {
+    if (conv_cin > 0) return conv_cin > 8 && n > 8;
+    return n >= 32 && k >= 32;
+}
 
 pd_status pd_kernels_pack_gemm(const pd_kernels *kt, pd_packed_w *out, const void *w,
                                pd_dtype w_dtype, size_t ld_w, int n, int k, const void *bias,

@@ -134,6 +134,9 @@ typedef struct pd_kernels {
     pd_isa isa;             /* the level this table was built for */
     pd_prec prec;           /* arithmetic of gemm_f32, conv2d_f32, attention_f32 */
     pd_dtype wtype;         /* packed weight format gemm_f32/conv2d_f32 read: F32 or BF16 */
+    pd_dtype wquant;        /* Q8_0/Q4_0/Q4_1: pd_kernels_pack_* quantize the weights that
+                               pd_quant_eligible() allows to this type; INVALID (the
+                               default): weights are packed in wtype */
     int gemm_nr;            /* panel width gemm_f32 expects in pd_packed_w */
     int attn_rows;          /* query rows per attention_f32 call drivers should aim for */
     const char *gemm_name;  /* e.g. "pd_f32_gemm_4x32__avx512" */
@@ -160,6 +163,11 @@ typedef struct pd_kernels {
      * y[r * ldy + j] = x[r * ldx + j] * gelu(x[r * ldx + cols + j]). y may equal x. */
     void (*geglu_f32)(float *y, size_t ldy, const float *x, size_t ldx, int rows, int cols);
 } pd_kernels;
+
+/* Whether a weight is worth quantizing under kt->wquant: a Linear [n, k] with n, k >= 32,
+ * or a conv with more than 8 input and output channels (the first and last convs of the
+ * UNet and VAE, which touch the latents and pixels directly, keep full precision). */
+bool pd_quant_eligible(int n, int k, int conv_cin);
 
 /* Fills kt for the requested level (PD_ISA_AUTO: best available, PD_ISA env var
  * honoured), fp32 arithmetic. A level the CPU/OS does not allow falls back to the best

@@ -120,6 +120,18 @@ static bool progress(const pd_text_params *p, int step, int n) {
 pd_status pd_encode_text(const pd_ctx *ctx, const pd_text_params *params, pd_cond **out,
                          pd_error *err) {
     *out = NULL;
+    if (!ctx) return pd_error_set(err, PD_ERR_INVALID_ARG, "pd_encode_text: NULL context");
+    pd_clip tmp[2];
+    const pd_clip *e1, *e2;
+    pd_status st = pd_ctx_text_acquire(ctx, tmp, &e1, &e2, err);
+    if (st == PD_OK) st = pd_encode_text_with(ctx, e1, e2, params, out, err);
+    pd_ctx_text_release(tmp);
+    return st;
+}
+
+pd_status pd_encode_text_with(const pd_ctx *ctx, const pd_clip *enc1, const pd_clip *enc2,
+                              const pd_text_params *params, pd_cond **out, pd_error *err) {
+    *out = NULL;
     pd_text_params defaults = pd_text_default_params();
     const pd_text_params *p = params ? params : &defaults;
     if (!ctx) return pd_error_set(err, PD_ERR_INVALID_ARG, "pd_encode_text: NULL context");
@@ -139,8 +151,8 @@ pd_status pd_encode_text(const pd_ctx *ctx, const pd_text_params *params, pd_con
         goto fail;
     }
     bool sdxl = ctx->family == PD_FAMILY_SDXL;
-    const pd_clip *e1 = ctx->has_text1 ? &ctx->text1 : NULL;
-    const pd_clip *e2 = sdxl && ctx->has_text2 ? &ctx->text2 : NULL;
+    const pd_clip *e1 = enc1;
+    const pd_clip *e2 = sdxl ? enc2 : NULL;
     if (sdxl && !e2) {
         st = pd_error_set(err, PD_ERR_MISSING, "SDXL model without its second (bigG) text encoder");
         goto fail;

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "base/cpu.h"
+#include "base/sysmem.h"
 
 pd_ctx_params pd_ctx_default_params(void) {
     pd_ctx_params p;
@@ -51,6 +52,136 @@ static pd_status find_vocab(pd_ctx *ctx, const char *model_path, const char *voc
     return st;
 }
 
+static const char *const WEIGHT_TYPE_NAMES[] = {"auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"};
+
+const char *pd_weight_type_name(pd_weight_type t) {
+    return (unsigned)t < PD_COUNT(WEIGHT_TYPE_NAMES) ? WEIGHT_TYPE_NAMES[t] : "?";
+}
+
+bool pd_weight_type_from_name(const char *s, pd_weight_type *out) {
+    for (size_t i = 0; s && i < PD_COUNT(WEIGHT_TYPE_NAMES); i++)
+        if (strcmp(s, WEIGHT_TYPE_NAMES[i]) == 0) {
+            *out = (pd_weight_type)i;
+            return true;
+        }
+    return false;
+}
+
+/* The quantized type most of m's stored bytes use (GGUF files), else INVALID. */
+static pd_dtype stored_quant(const pd_model_src *m) {
+    size_t bytes[PD_DTYPE_COUNT] = {0};
+    for (int f = 0; m && f < m->n_files; f++)
+        for (int i = 0; i < m->files[f]->n_tensors; i++) {
+            const pd_st_tensor *t = &m->files[f]->tensors[i];
+            if (pd_dtype_is_quant(t->dtype)) bytes[t->dtype] += t->nbytes;
+        }
+    pd_dtype best = PD_DTYPE_INVALID;
+    for (int d = 0; d < PD_DTYPE_COUNT; d++)
+        if (bytes[d] && (best == PD_DTYPE_INVALID || bytes[d] > bytes[best])) best = (pd_dtype)d;
+    return best;
+}
+
+void pd_ctx_log_memory(const pd_ctx *ctx, const char *stage, size_t estimate) {
+    char rss[32], peak[32], est[32];
+    pd_mem_str(rss, sizeof rss, pd_rss_bytes());
+    pd_mem_str(peak, sizeof peak, pd_peak_rss_bytes());
+    pd_mem_str(est, sizeof est, estimate);
+    pd_log(&ctx->log, PD_LOG_INFO, "memory after %s: resident %s, peak so far %s (plan: %s)", stage, rss,
+           peak, est);
+}
+
+/* The memory plan at the family's native size (the run re-checks at its own size). */
+static pd_status plan_memory(pd_ctx *ctx, const pd_model_src *unet_from, const pd_ctx_params *p,
+                             pd_error *err) {
+    pd_mem_plan *m = &ctx->mem;
+    m->w_text = pd_mem_weights(ctx->src, PD_COMP_TEXT1, &ctx->kt_exact) +
+                pd_mem_weights(ctx->src, PD_COMP_TEXT2, &ctx->kt_exact);
+    m->w_unet = ctx->has_unet ? pd_mem_weights(unet_from, PD_COMP_UNET, &ctx->kt) : 0;
+    m->w_vae = ctx->has_vae ? pd_mem_weights(ctx->src, PD_COMP_VAE, &ctx->kt) : 0;
+    m->w_taesd = ctx->has_taesd ? (size_t)16 << 20 : 0;   /* ~2.5 M parameters each way */
+    /* Activations: CLIP-L/bigG on one 77-token chunk are a few MiB; the run arena at the
+     * native size is estimated from the UNet (batch 2, CFG) and a tiled decode. */
+    const int side = ctx->family == PD_FAMILY_SDXL ? 1024 : ctx->family == PD_FAMILY_SD2 ? 768 : 512;
+    m->a_text = (size_t)64 << 20;
+    m->a_run = (size_t)side * side * 3 * 4 * 2 + ((size_t)256 << 20);
+    m->stage_text = m->stage_vae = false;
+    pd_mem_plan_peaks(m);
+    const size_t budget = (size_t)p->max_memory;
+    if (budget == 0) return PD_OK;
+    if (pd_mem_plan_peak(m) > budget && m->w_text) m->stage_text = true;
+    pd_mem_plan_peaks(m);
+    if (pd_mem_plan_peak(m) > budget && m->w_vae) m->stage_vae = true;
+    pd_mem_plan_peaks(m);
+    char b[32], wu[32], wt[32], wv[32], pk[32];
+    pd_mem_str(b, sizeof b, budget);
+    pd_mem_str(wu, sizeof wu, m->w_unet);
+    pd_mem_str(wt, sizeof wt, m->w_text);
+    pd_mem_str(wv, sizeof wv, m->w_vae);
+    pd_mem_str(pk, sizeof pk, pd_mem_plan_peak(m));
+    const size_t floor = PD_MEM_OVERHEAD + m->w_unet + m->w_taesd;
+    if (floor > budget)
+        return pd_error_set(err, PD_ERR_OOM,
+                            "--max-memory %s is too small: the UNet's weights alone need %s (text encoders %s, "
+                            "VAE %s); use a smaller --weight-type (q8_0, q4_0) or a larger budget",
+                            b, wu, wt, wv);
+    pd_log(&ctx->log, PD_LOG_INFO,
+           "memory plan for %s: weights UNet %s, text %s (%s), VAE %s (%s); estimated peak %s at %dx%d", b,
+           wu, wt, m->stage_text ? "loaded per prompt" : "resident", wv,
+           m->stage_vae ? "loaded per decode" : "resident", pk, side, side);
+    return PD_OK;
+}
+
+pd_status pd_ctx_text_acquire(const pd_ctx *ctx, pd_clip tmp[2], const pd_clip **e1,
+                              const pd_clip **e2, pd_error *err) {
+    memset(tmp, 0, 2 * sizeof *tmp);
+    *e1 = ctx->has_text1 ? &ctx->text1 : NULL;
+    *e2 = ctx->has_text2 ? &ctx->text2 : NULL;
+    if (!ctx->mem.stage_text) return PD_OK;
+    pd_status st = PD_OK;
+    if (ctx->has_text1) {
+        st = pd_clip_load(&tmp[0], ctx->src, PD_COMP_TEXT1, &ctx->kt_exact, err);
+        *e1 = &tmp[0];
+    }
+    if (st == PD_OK && ctx->has_text2) {
+        st = pd_clip_load(&tmp[1], ctx->src, PD_COMP_TEXT2, &ctx->kt_exact, err);
+        *e2 = &tmp[1];
+    }
+    if (st != PD_OK) pd_ctx_text_release(tmp);
+    return st;
+}
+
+void pd_ctx_text_release(pd_clip tmp[2]) {
+    pd_clip_free(&tmp[0]);
+    pd_clip_free(&tmp[1]);
+}
+
+pd_status pd_ctx_vae_acquire(const pd_ctx *ctx, pd_vae *tmp, const pd_vae **vae, pd_error *err) {
+    memset(tmp, 0, sizeof *tmp);
+    *vae = &ctx->vae;
+    if (!ctx->mem.stage_vae || !ctx->has_vae) return PD_OK;
+    pd_status st = pd_vae_load(tmp, ctx->src, &ctx->kt, err);
+    *vae = &tmp[0];
+    return st;
+}
+
+void pd_ctx_vae_release(pd_vae *tmp) { pd_vae_free(tmp); }
+
+/* Staged components keep their configs (what planning and the encode/decode set-up
+ * read) and drop their weights: loading them once validated the model up front. */
+static void drop_clip_weights(pd_clip *c) {
+    pd_clip_config cfg = c->cfg;
+    pd_clip_free(c);
+    c->cfg = cfg;
+}
+
+static void drop_vae_weights(pd_vae *v) {
+    pd_vae_config cfg = v->cfg;
+    bool enc = v->has_encoder;
+    pd_vae_free(v);
+    v->cfg = cfg;
+    v->has_encoder = enc;
+}
+
 pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **out,
                       pd_error *err) {
     pd_ctx_params defaults = pd_ctx_default_params();
@@ -72,11 +203,27 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
     }
     const pd_prec prec = p->precision == PD_PRECISION_FP32 ? PD_PREC_FP32
                          : p->precision == PD_PRECISION_BF16 ? PD_PREC_BF16 : PD_PREC_AUTO;
-    pd_isa isa = pd_kernels_init_prec(&ctx->kt, p->isa, prec);
+    if ((unsigned)p->weight_type > PD_WEIGHT_Q4_1) {
+        st = pd_error_set(err, PD_ERR_INVALID_ARG, "weight type %d is not a pd_weight_type", (int)p->weight_type);
+        goto fail;
+    }
+    pd_prec want_prec = prec;
+    if (prec == PD_PREC_AUTO && p->weight_type == PD_WEIGHT_BF16) want_prec = PD_PREC_BF16;
+    if (prec == PD_PREC_AUTO && p->weight_type == PD_WEIGHT_F32) want_prec = PD_PREC_FP32;
+    pd_isa isa = pd_kernels_init_prec(&ctx->kt, p->isa, want_prec);
     pd_kernels_init_prec(&ctx->kt_exact, p->isa, PD_PREC_FP32);
+    {
+        const pd_dtype wq = p->weight_type == PD_WEIGHT_Q8_0   ? PD_DTYPE_Q8_0
+                            : p->weight_type == PD_WEIGHT_Q4_0 ? PD_DTYPE_Q4_0
+                            : p->weight_type == PD_WEIGHT_Q4_1 ? PD_DTYPE_Q4_1
+                            : p->weight_type == PD_WEIGHT_AUTO ? stored_quant(ctx->src)
+                                                               : PD_DTYPE_INVALID;
+        ctx->kt.wquant = ctx->kt_exact.wquant = wq;
+    }
     const bool bf16 = ctx->kt.prec == PD_PREC_BF16;
-    pd_log(&ctx->log, PD_LOG_INFO, "model: %s, %s; kernels: %s, %s (%s)", pd_family_name(ctx->family),
-           pd_layout_name(ctx->src->layout), pd_isa_name(isa), bf16 ? "bf16" : "fp32", ctx->kt.gemm_name);
+    pd_log(&ctx->log, PD_LOG_INFO, "model: %s, %s; kernels: %s, %s (%s); weights: %s",
+           pd_family_name(ctx->family), pd_layout_name(ctx->src->layout), pd_isa_name(isa), bf16 ? "bf16" : "fp32",
+           ctx->kt.gemm_name, pd_dtype_is_quant(ctx->kt.wquant) ? pd_dtype_name(ctx->kt.wquant) : (bf16 ? "bf16" : "fp32"));
 
     ctx->pool = pd_pool_new(p->n_threads > 0 ? p->n_threads : pd_cpu_count());
     if (!ctx->pool) {
@@ -112,6 +259,13 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
         }
     }
     ctx->has_taesd = !p->text_only && p->taesd_path;
+    if (p->max_memory < 0) {
+        st = pd_error_set(err, PD_ERR_INVALID_ARG, "max_memory %lld is negative", (long long)p->max_memory);
+        goto fail;
+    }
+    ctx->max_memory = p->max_memory;
+    st = plan_memory(ctx, unet_from, p, err);
+    if (st != PD_OK) goto fail;
     int n_steps = (int)ctx->has_text1 + (int)ctx->has_text2 + (int)ctx->has_unet + (int)ctx->has_vae +
                   (int)ctx->has_taesd;
     int step = 0;
@@ -119,11 +273,13 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
     if (ctx->has_text1) {
         st = pd_clip_load(&ctx->text1, ctx->src, PD_COMP_TEXT1, &ctx->kt_exact, err);
         if (st != PD_OK) goto fail;
+        if (ctx->mem.stage_text) drop_clip_weights(&ctx->text1);
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     if (ctx->has_text2) {
         st = pd_clip_load(&ctx->text2, ctx->src, PD_COMP_TEXT2, &ctx->kt_exact, err);
         if (st != PD_OK) goto fail;
+        if (ctx->mem.stage_text) drop_clip_weights(&ctx->text2);
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     if (ctx->has_unet) {
@@ -134,6 +290,7 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
     if (ctx->has_vae) {
         st = pd_vae_load(&ctx->vae, ctx->src, &ctx->kt, err);
         if (st != PD_OK) goto fail;
+        if (ctx->mem.stage_vae) drop_vae_weights(&ctx->vae);
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     if (ctx->has_taesd) {
@@ -147,6 +304,9 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     pd_log(&ctx->log, PD_LOG_INFO, "loaded in %.2f s", now_s() - t0);
+    pd_ctx_log_memory(ctx, "load", PD_MEM_OVERHEAD + ctx->mem.w_unet + ctx->mem.w_taesd +
+                                       (ctx->mem.stage_text ? 0 : ctx->mem.w_text) +
+                                       (ctx->mem.stage_vae ? 0 : ctx->mem.w_vae));
     *out = ctx;
     return PD_OK;
 cancelled:

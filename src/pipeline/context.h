@@ -16,6 +16,7 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "models/taesd.h"
+#include "pipeline/memory.h"
 #include "sched/schedule.h"
 #include "text/clip_tokenizer.h"
 
@@ -40,6 +41,28 @@ struct pd_ctx {
     bool has_taesd;          /* params.taesd_path: decodes (and encodes) instead of vae */
     pd_taesd taesd;
     pd_sched_config sched;   /* the model's scheduler config, else the family default */
+    int64_t max_memory;      /* params.max_memory (0: no limit) */
+    pd_mem_plan mem;         /* weights and staging; stage_text / stage_vae: text1/text2 and
+                                vae hold only their configs, and the weights are loaded
+                                per use through the acquire functions below */
 };
+
+/* The text encoders to run (NULL where the model has none): the resident ones, or,
+ * when staged, loaded into tmp[0..1]. Release with pd_ctx_text_release(tmp). */
+pd_status pd_ctx_text_acquire(const pd_ctx *ctx, pd_clip tmp[2], const pd_clip **e1,
+                              const pd_clip **e2, pd_error *err);
+void pd_ctx_text_release(pd_clip tmp[2]);
+
+/* The VAE to run: the resident one, or (staged) loaded into *tmp. Release with
+ * pd_ctx_vae_release(tmp). */
+pd_status pd_ctx_vae_acquire(const pd_ctx *ctx, pd_vae *tmp, const pd_vae **vae, pd_error *err);
+void pd_ctx_vae_release(pd_vae *tmp);
+
+/* pd_encode_text with the given encoders (from pd_ctx_text_acquire). */
+pd_status pd_encode_text_with(const pd_ctx *ctx, const pd_clip *e1, const pd_clip *e2,
+                              const pd_text_params *params, pd_cond **out, pd_error *err);
+
+/* Logs the resident set after a stage (debug level: --verbose). */
+void pd_ctx_log_memory(const pd_ctx *ctx, const char *stage, size_t estimate);
 
 #endif

@@ -110,7 +110,19 @@ typedef struct job {
     float *image;                      /* [H, W, 3] */
     uint8_t *preview;                  /* [H, W, 3] with params.preview */
     pd_cond *cond, *uncond;
+    pd_vae vae_tmp;                    /* a staged VAE (ctx->mem.stage_vae), loaded on first use */
+    const pd_vae *vae;                 /* the VAE to run, NULL until first use */
+    size_t mem_peak;                   /* the run's estimated peak (bytes) */
 } job;
+
+/* The VAE's weights: the context's, or (staged) loaded now and kept for the run. */
+static pd_status job_vae(job *j, pd_error *err) {
+    if (j->vae) return PD_OK;
+    pd_status st = pd_ctx_vae_acquire(j->ctx, &j->vae_tmp, &j->vae, err);
+    if (st != PD_OK) j->vae = NULL;
+    else if (j->ctx->mem.stage_vae) pd_ctx_log_memory(j->ctx, "VAE load", j->mem_peak);
+    return st;
+}
 
 static pd_status check_params(const pd_ctx *ctx, const pd_gen_params *p, job *j, pd_error *err) {
     if (ctx->text_only)
@@ -196,13 +208,38 @@ static pd_status encode_prompts(job *j, double t0, pd_error *err) {
     tp.prompt = p->prompt;
     tp.clip_skip = p->clip_skip;
     tp.prompt_weights = p->prompt_weights;
-    pd_status st = pd_encode_text(j->ctx, &tp, &j->cond, err);
-    if (st != PD_OK || !j->cfg) return st;
-    tp.prompt = p->negative_prompt ? p->negative_prompt : "";
-    tp.clip_skip = 1;   /* diffusers applies clip skip to the positive prompt only */
-    tp.zero_if_empty = j->ctx->family == PD_FAMILY_SDXL;
+    pd_clip tmp[2];
+    const pd_clip *e1, *e2;
+    pd_status st = pd_ctx_text_acquire(j->ctx, tmp, &e1, &e2, err);
+    if (st == PD_OK) st = pd_encode_text_with(j->ctx, e1, e2, &tp, &j->cond, err);
+    if (st == PD_OK && j->cfg) {
+        tp.prompt = p->negative_prompt ? p->negative_prompt : "";
+        tp.clip_skip = 1;   /* diffusers applies clip skip to the positive prompt only */
+        tp.zero_if_empty = j->ctx->family == PD_FAMILY_SDXL;
+        st = pd_encode_text_with(j->ctx, e1, e2, &tp, &j->uncond, err);
+    }
+    if (st == PD_OK) pd_ctx_log_memory(j->ctx, "text encoding", j->ctx->mem.peak_text);
+    pd_ctx_text_release(tmp);
     (void)t0;
-    return pd_encode_text(j->ctx, &tp, &j->uncond, err);
+    return st;
+}
+
+/* Bytes alloc_job allocates besides the arena. */
+static size_t job_buffers_bytes(const job *j, int n_ctx, int dim, int pooled_dim) {
+    size_t n = j->n_lat, px = (size_t)j->width * (size_t)j->height;
+    return (9 * n + (size_t)2 * (size_t)n_ctx * (size_t)dim + (size_t)2 * (size_t)pooled_dim + 16) * sizeof(float) +
+           px * 3 * sizeof(float) + (j->p->preview ? px * 3 : 0);
+}
+
+/* With a memory budget: the run's peak for the current decode choice; when over it and
+ * the tiling is automatic, tiles (fitted, then smaller) until it fits. */
+static size_t decode_bytes(const job *j) {
+    const pd_ctx *ctx = j->ctx;
+    size_t dec_b = j->taesd_dec ? pd_taesd_decode_scratch_bytes(&ctx->taesd, j->lh, j->lw)
+                   : j->tiled   ? pd_vae_decode_tiled_scratch_bytes(&ctx->vae.cfg, j->lh, j->lw, &j->tiling)
+                                : pd_vae_decode_scratch_bytes(&ctx->vae.cfg, j->lh, j->lw);
+    if (j->p->preview) dec_b = PD_MAX(dec_b, pd_taesd_decode_scratch_bytes(&ctx->taesd, j->lh, j->lw));
+    return dec_b;
 }
 
 static pd_status alloc_job(job *j, pd_error *err) {
@@ -214,14 +251,47 @@ static pd_status alloc_job(job *j, pd_error *err) {
         batch = u->n_tokens == c->n_tokens ? 2 : 1;   /* different lengths: two passes */
     }
     size_t unet_b = pd_unet_scratch_bytes(&ctx->unet.cfg, batch, j->lh, j->lw, n_ctx);
-    size_t dec_b = j->taesd_dec ? pd_taesd_decode_scratch_bytes(&ctx->taesd, j->lh, j->lw)
-                   : j->tiled   ? pd_vae_decode_tiled_scratch_bytes(&ctx->vae.cfg, j->lh, j->lw, &j->tiling)
-                                : pd_vae_decode_scratch_bytes(&ctx->vae.cfg, j->lh, j->lw);
-    if (j->p->preview) dec_b = PD_MAX(dec_b, pd_taesd_decode_scratch_bytes(&ctx->taesd, j->lh, j->lw));
     size_t enc_b = !j->p->init_image ? 0
                    : j->taesd_enc    ? pd_taesd_encode_scratch_bytes(&ctx->taesd, j->height, j->width)
                                      : pd_vae_encode_scratch_bytes(&ctx->vae.cfg, j->height, j->width);
-    size_t need = PD_MAX(unet_b, PD_MAX(dec_b, enc_b));
+    const size_t bufs = job_buffers_bytes(j, n_ctx, c->dim, c->pooled_dim);
+    size_t need = PD_MAX(unet_b, PD_MAX(decode_bytes(j), enc_b));
+    if (ctx->max_memory > 0) {
+        pd_mem_plan plan = ctx->mem;
+        const size_t budget = (size_t)ctx->max_memory;
+        plan.a_run = need + bufs;
+        pd_mem_plan_peaks(&plan);
+        /* Automatic tiling: tile when the untiled decode does not fit, with smaller tiles
+         * while they do not either (down to 32 latent pixels, overlap 8). */
+        if (plan.peak_run > budget && ctx->has_vae && !j->taesd_dec && j->p->vae_tiling == PD_VAE_TILING_AUTO) {
+            const int tiles[] = {0, 48, 32};
+            for (size_t t = 0; t < PD_COUNT(tiles) && plan.peak_run > budget; t++) {
+                j->tiled = true;
+                j->tiling = tiles[t] ? (pd_vae_tiling){tiles[t], tiles[t] / 4} : pd_vae_tiling_fit(&ctx->vae.cfg, j->lh, j->lw);
+                need = PD_MAX(unet_b, PD_MAX(decode_bytes(j), enc_b));
+                plan.a_run = need + bufs;
+                pd_mem_plan_peaks(&plan);
+            }
+        }
+        j->mem_peak = plan.peak_run;
+        if (plan.peak_run > budget) {
+            char b[32], pk[32], w[32], a[32];
+            pd_mem_str(b, sizeof b, budget);
+            pd_mem_str(pk, sizeof pk, plan.peak_run);
+            pd_mem_str(w, sizeof w, plan.peak_run - plan.a_run);
+            pd_mem_str(a, sizeof a, plan.a_run);
+            return pd_error_set(err, PD_ERR_OOM,
+                                "--max-memory %s is too small for %dx%d: the run needs about %s (weights and "
+                                "overhead %s, activations %s%s); try a smaller image, a smaller --weight-type "
+                                "or a larger budget",
+                                b, j->width, j->height, pk, w, a, j->tiled ? " with tiled VAE decoding" : "");
+        }
+        char pk[32];
+        pd_mem_str(pk, sizeof pk, plan.peak_run);
+        pd_log(&ctx->log, PD_LOG_INFO, "memory plan for %dx%d: activations %.0f MiB, VAE %s, estimated peak %s",
+               j->width, j->height, (double)plan.a_run / (1 << 20),
+               j->taesd_dec ? "TAESD" : j->tiled ? "tiled" : "whole", pk);
+    }
     if (pd_arena_init(&j->scratch, need) != 0)
         return pd_error_set(err, PD_ERR_OOM, "out of memory: %.0f MiB of activations are needed for %dx%d",
                             (double)need / (1 << 20), j->width, j->height);
@@ -326,7 +396,9 @@ static pd_status init_latents(job *j, pd_rng *rng, pd_error *err) {
         st = pd_taesd_encode(&ctx->taesd, &nn, j->image, j->height, j->width, mean, &j->scratch, NULL, err);
         if (st == PD_OK) pd_nhwc_to_nchw(j->init, mean, j->lh, j->lw, j->lc);
     } else if (st == PD_OK) {
-        st = pd_vae_encode(&ctx->vae, &nn, j->image, j->height, j->width, mean, logvar, &j->scratch, NULL, err);
+        st = job_vae(j, err);
+        if (st != PD_OK) return st;
+        st = pd_vae_encode(j->vae, &nn, j->image, j->height, j->width, mean, logvar, &j->scratch, NULL, err);
         if (st == PD_OK) {
             pd_rng_randn(rng, j->noise, n);   /* the posterior sample's eps: the first draw */
             pd_vae_latents_from_moments(&ctx->vae.cfg, j->init, mean, logvar, j->noise, j->lh, j->lw);
@@ -350,10 +422,14 @@ static pd_status decode(job *j, const float *latents, pd_error *err) {
         pd_nchw_to_nhwc(j->x_in, latents, j->lc, j->lh, j->lw);
         return pd_taesd_decode(&ctx->taesd, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
     }
-    pd_vae_z_from_latents(&ctx->vae.cfg, j->x_in, latents, j->lh, j->lw);
+    pd_status st = job_vae(j, err);
+    if (st != PD_OK) return st;
+    pd_vae_z_from_latents(&j->vae->cfg, j->x_in, latents, j->lh, j->lw);
     if (j->tiled)
-        return pd_vae_decode_tiled(&ctx->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->tiling, &j->scratch, err);
-    return pd_vae_decode(&ctx->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
+        st = pd_vae_decode_tiled(j->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->tiling, &j->scratch, err);
+    else st = pd_vae_decode(j->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
+    if (st == PD_OK) pd_ctx_log_memory(ctx, "decode", j->mem_peak);
+    return st;
 }
 
 /* j->preview = TAESD decode of the sampler's current estimate of the clean latents
@@ -397,6 +473,7 @@ static pd_status run_image(job *j, int image, int64_t seed, pd_image *out, pd_ti
     if (j->obs && j->obs->on_final) j->obs->on_final(j->obs->user, image, j->latents, j->n_lat);
     double t1 = now_s();
     tm->denoise_s += t1 - t0;
+    pd_ctx_log_memory(j->ctx, "denoising", j->mem_peak);
 
     if (!report(p, "decode", -1, 1, t1)) return pd_error_set(err, PD_ERR_CANCELLED, "cancelled");
     st = decode(j, j->latents, err);
@@ -414,6 +491,7 @@ static pd_status run_image(job *j, int image, int64_t seed, pd_image *out, pd_ti
 }
 
 static void job_free(job *j) {
+    pd_ctx_vae_release(&j->vae_tmp);
     pd_sampler_free(j->sampler);
     pd_sched_plan_free(j->plan);
     pd_arena_free(&j->scratch);

@@ -1,0 +1,55 @@
+/*
+ * memory.h - the memory plan: what each stage of a run keeps resident, estimated from
+ * the model's tensors and the image size before anything is loaded or allocated, and
+ * the strategy (--max-memory) that keeps the peak under a budget.
+ *
+ * Stages and what they hold (W = packed weights, A = activation arenas):
+ *   text:    W(resident components) + W(text encoders, when staged) + A(text encoders)
+ *   denoise: W(resident) + A(run) where A(run) = the generate arena, sized for the
+ *            larger of the UNet pass and the decode (+ latents and conditioning)
+ *   decode:  W(resident) + A(run) + W(VAE, when staged)
+ * plus a fixed overhead (code, tokenizer, thread stacks, allocator slack).
+ *
+ * Strategies, cheapest first: everything resident; text encoders loaded per encode and
+ * released (+ their load time per prompt); the VAE also loaded per decode; and, per
+ * image size, tiled VAE decoding (bounded activations). The weight type is the user's
+ * choice (pd_ctx_params.weight_type), never changed behind their back: when even the
+ * last strategy does not fit, the error says what the smallest plan needs.
+ *
+ * Weight bytes per tensor: GGUF-quantized tensors as stored; tensors that
+ * pd_quant_eligible() allows at the quantized weight type; the rest at the compute
+ * format (4 bytes fp32, 2 bytes bf16; 1-D tensors fp32). The token embedding is read
+ * row by row from the mapping and not counted.
+ */
+#ifndef PD_PIPELINE_MEMORY_H
+#define PD_PIPELINE_MEMORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "io/model.h"
+#include "kernels/kernels.h"
+
+#define PD_MEM_OVERHEAD ((size_t)96 << 20)
+
+typedef struct pd_mem_plan {
+    size_t w_text, w_unet, w_vae, w_taesd;   /* packed weights */
+    size_t a_text;                           /* text encoder activations */
+    size_t a_run;                            /* the generate arena and buffers */
+    bool stage_text, stage_vae;
+    size_t peak_text, peak_run;              /* estimated stage peaks */
+} pd_mem_plan;
+
+/* Packed weight bytes of component c of m when packed for kt (kt->wtype, kt->wquant). */
+size_t pd_mem_weights(const pd_model_src *m, pd_component c, const pd_kernels *kt);
+
+/* Fills the stage peaks of plan for its staging flags. */
+void pd_mem_plan_peaks(pd_mem_plan *plan);
+
+/* The estimated peak of the plan: max(peak_text, peak_run). */
+size_t pd_mem_plan_peak(const pd_mem_plan *plan);
+
+/* Formats a byte count as "1.23 GiB" / "456 MiB". */
+void pd_mem_str(char *buf, size_t n, size_t bytes);
+
+#endif
