@@ -226,6 +226,9 @@ typedef struct pd_ctx_params {
                                   engine then releases the text encoders after encoding,
                                   loads the VAE only to decode and tiles the VAE as needed,
                                   and fails with a clear message when even that cannot fit */
+    bool low_memory;           /* always load the text encoders per prompt and the VAE per
+                                  decode (what max_memory does when the budget needs it):
+                                  less memory, a little load time per image */
     bool text_only;            /* load only the tokenizer and text encoders (for
                                   pd_tokenize / pd_encode_text; pd_generate then fails) */
     pd_log_fn log;             /* NULL = silent */

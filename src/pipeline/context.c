@@ -99,31 +99,43 @@ static pd_status plan_memory(pd_ctx *ctx, const pd_model_src *unet_from, const p
     m->w_unet = ctx->has_unet ? pd_mem_weights(unet_from, PD_COMP_UNET, &ctx->kt) : 0;
     m->w_vae = ctx->has_vae ? pd_mem_weights(ctx->src, PD_COMP_VAE, &ctx->kt) : 0;
     m->w_taesd = ctx->has_taesd ? (size_t)16 << 20 : 0;   /* ~2.5 M parameters each way */
-    /* Activations: CLIP-L/bigG on one 77-token chunk are a few MiB; the run arena at the
-     * native size is estimated from the UNet (batch 2, CFG) and a tiled decode. */
+    /* Activations at the native size (the run re-plans at its own): the text encoders on
+     * one 77-token chunk (a few MiB; 16 MiB covers bigG), the UNet with CFG (batch 2),
+     * the decode (tiled as pd_vae_tiling_auto decides), and the run's image buffers. */
     const int side = ctx->family == PD_FAMILY_SDXL ? 1024 : ctx->family == PD_FAMILY_SD2 ? 768 : 512;
-    m->a_text = (size_t)64 << 20;
-    m->a_run = (size_t)side * side * 3 * 4 * 2 + ((size_t)256 << 20);
-    m->stage_text = m->stage_vae = false;
+    const int lat = side / 8;
+    const size_t bufs = (size_t)side * side * 3 * sizeof(float) + ((size_t)4 << 20);
+    m->a_text = (size_t)16 << 20;
+    m->a_unet = (ctx->has_unet ? pd_unet_scratch_bytes(&ctx->unet.cfg, 2, lat, lat, PD_CLIP_CONTEXT) : 0) + bufs;
+    size_t tiled[3];
+    int n_tiled = 0;
+    if (ctx->has_taesd) {
+        m->a_dec = pd_taesd_decode_scratch_bytes(&ctx->taesd, lat, lat);
+    } else if (ctx->has_vae) {
+        const pd_vae_config *vc = &ctx->vae.cfg;
+        pd_vae_tiling t[3] = {pd_vae_tiling_fit(vc, lat, lat), {48, 12}, {32, 8}};
+        m->a_dec = pd_vae_tiling_auto(vc, lat, lat) ? pd_vae_decode_tiled_scratch_bytes(vc, lat, lat, &t[0])
+                                                    : pd_vae_decode_scratch_bytes(vc, lat, lat);
+        for (int i = 0; i < 3; i++) tiled[n_tiled++] = pd_vae_decode_tiled_scratch_bytes(vc, lat, lat, &t[i]) + bufs;
+    }
+    m->a_dec += bufs;
+    m->stage_text = m->stage_vae = p->low_memory;
     pd_mem_plan_peaks(m);
     const size_t budget = (size_t)p->max_memory;
     if (budget == 0) return PD_OK;
-    if (pd_mem_plan_peak(m) > budget && m->w_text) m->stage_text = true;
-    pd_mem_plan_peaks(m);
-    if (pd_mem_plan_peak(m) > budget && m->w_vae) m->stage_vae = true;
-    pd_mem_plan_peaks(m);
+    const bool fits = pd_mem_plan_fit(m, budget, tiled, n_tiled);
     char b[32], wu[32], wt[32], wv[32], pk[32];
     pd_mem_str(b, sizeof b, budget);
     pd_mem_str(wu, sizeof wu, m->w_unet);
     pd_mem_str(wt, sizeof wt, m->w_text);
     pd_mem_str(wv, sizeof wv, m->w_vae);
     pd_mem_str(pk, sizeof pk, pd_mem_plan_peak(m));
-    const size_t floor = PD_MEM_OVERHEAD + m->w_unet + m->w_taesd;
-    if (floor > budget)
+    if (!fits)
         return pd_error_set(err, PD_ERR_OOM,
-                            "--max-memory %s is too small: the UNet's weights alone need %s (text encoders %s, "
-                            "VAE %s); use a smaller --weight-type (q8_0, q4_0) or a larger budget",
-                            b, wu, wt, wv);
+                            "--max-memory %s is too small for %dx%d: the smallest plan needs about %s (UNet %s, "
+                            "text encoders %s, VAE %s loaded per use, + activations); use a smaller "
+                            "--weight-type (q8_0, q4_0) or a larger budget",
+                            b, side, side, pk, wu, wt, wv);
     pd_log(&ctx->log, PD_LOG_INFO,
            "memory plan for %s: weights UNet %s, text %s (%s), VAE %s (%s); estimated peak %s at %dx%d", b,
            wu, wt, m->stage_text ? "loaded per prompt" : "resident", wv,
@@ -264,24 +276,25 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
         goto fail;
     }
     ctx->max_memory = p->max_memory;
-    st = plan_memory(ctx, unet_from, p, err);
-    if (st != PD_OK) goto fail;
+    if (p->max_memory > 0 && ctx->has_unet) {
+        /* Fail before loading anything when the UNet alone cannot fit. */
+        const size_t wu = pd_mem_weights(unet_from, PD_COMP_UNET, &ctx->kt);
+        if (PD_MEM_OVERHEAD + wu > (size_t)p->max_memory) {
+            char b[32], w[32];
+            pd_mem_str(b, sizeof b, (size_t)p->max_memory);
+            pd_mem_str(w, sizeof w, wu);
+            st = pd_error_set(err, PD_ERR_OOM,
+                              "--max-memory %s is too small: the UNet's weights alone need %s (+ %.0f MiB of "
+                              "overhead); use a smaller --weight-type (q8_0, q4_0) or a larger budget",
+                              b, w, (double)PD_MEM_OVERHEAD / (1 << 20));
+            goto fail;
+        }
+    }
+
     int n_steps = (int)ctx->has_text1 + (int)ctx->has_text2 + (int)ctx->has_unet + (int)ctx->has_vae +
                   (int)ctx->has_taesd;
     int step = 0;
     if (!report(p, -1, n_steps, t0)) goto cancelled;
-    if (ctx->has_text1) {
-        st = pd_clip_load(&ctx->text1, ctx->src, PD_COMP_TEXT1, &ctx->kt_exact, err);
-        if (st != PD_OK) goto fail;
-        if (ctx->mem.stage_text) drop_clip_weights(&ctx->text1);
-        if (!report(p, step++, n_steps, t0)) goto cancelled;
-    }
-    if (ctx->has_text2) {
-        st = pd_clip_load(&ctx->text2, ctx->src, PD_COMP_TEXT2, &ctx->kt_exact, err);
-        if (st != PD_OK) goto fail;
-        if (ctx->mem.stage_text) drop_clip_weights(&ctx->text2);
-        if (!report(p, step++, n_steps, t0)) goto cancelled;
-    }
     if (ctx->has_unet) {
         st = pd_unet_load(&ctx->unet, unet_from, &ctx->kt, err);
         if (st != PD_OK) goto fail;
@@ -290,7 +303,6 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
     if (ctx->has_vae) {
         st = pd_vae_load(&ctx->vae, ctx->src, &ctx->kt, err);
         if (st != PD_OK) goto fail;
-        if (ctx->mem.stage_vae) drop_vae_weights(&ctx->vae);
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     if (ctx->has_taesd) {
@@ -301,6 +313,23 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
                               p->taesd_path, ctx->taesd.latent_channels, ctx->unet.cfg.arch.out_channels);
             goto fail;
         }
+        if (!report(p, step++, n_steps, t0)) goto cancelled;
+    }
+    /* The plan needs the UNet's and the VAE's configs; staged components then drop their
+     * weights (loading them validated the model). */
+    st = plan_memory(ctx, unet_from, p, err);
+    if (st != PD_OK) goto fail;
+    if (ctx->mem.stage_vae) drop_vae_weights(&ctx->vae);
+    if (ctx->has_text1) {
+        st = pd_clip_load(&ctx->text1, ctx->src, PD_COMP_TEXT1, &ctx->kt_exact, err);
+        if (st != PD_OK) goto fail;
+        if (ctx->mem.stage_text) drop_clip_weights(&ctx->text1);
+        if (!report(p, step++, n_steps, t0)) goto cancelled;
+    }
+    if (ctx->has_text2) {
+        st = pd_clip_load(&ctx->text2, ctx->src, PD_COMP_TEXT2, &ctx->kt_exact, err);
+        if (st != PD_OK) goto fail;
+        if (ctx->mem.stage_text) drop_clip_weights(&ctx->text2);
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     pd_log(&ctx->log, PD_LOG_INFO, "loaded in %.2f s", now_s() - t0);

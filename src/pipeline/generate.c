@@ -113,7 +113,19 @@ typedef struct job {
     pd_vae vae_tmp;                    /* a staged VAE (ctx->mem.stage_vae), loaded on first use */
     const pd_vae *vae;                 /* the VAE to run, NULL until first use */
     size_t mem_peak;                   /* the run's estimated peak (bytes) */
+    bool split;                        /* staged VAE: the UNet arena is freed for the decode */
+    size_t run_b, dec_b;               /* arena bytes: denoise (+ VAE encode), decode */
 } job;
+
+/* Makes j->scratch an arena of exactly `bytes` (split arenas switch between sizes). */
+static pd_status job_arena(job *j, size_t bytes, pd_error *err) {
+    if (j->scratch.cap == bytes && j->scratch.head) return PD_OK;
+    pd_arena_free(&j->scratch);
+    if (pd_arena_init(&j->scratch, bytes) != 0)
+        return pd_error_set(err, PD_ERR_OOM, "out of memory: %.0f MiB of activations are needed for %dx%d",
+                            (double)bytes / (1 << 20), j->width, j->height);
+    return PD_OK;
+}
 
 /* The VAE's weights: the context's, or (staged) loaded now and kept for the run. */
 static pd_status job_vae(job *j, pd_error *err) {
@@ -255,31 +267,35 @@ static pd_status alloc_job(job *j, pd_error *err) {
                    : j->taesd_enc    ? pd_taesd_encode_scratch_bytes(&ctx->taesd, j->height, j->width)
                                      : pd_vae_encode_scratch_bytes(&ctx->vae.cfg, j->height, j->width);
     const size_t bufs = job_buffers_bytes(j, n_ctx, c->dim, c->pooled_dim);
-    size_t need = PD_MAX(unet_b, PD_MAX(decode_bytes(j), enc_b));
+    j->split = ctx->mem.stage_vae && !j->taesd_dec;
+    j->run_b = PD_MAX(unet_b, enc_b);
+    j->dec_b = decode_bytes(j);
     if (ctx->max_memory > 0) {
         pd_mem_plan plan = ctx->mem;
         const size_t budget = (size_t)ctx->max_memory;
-        plan.a_run = need + bufs;
+        plan.a_unet = j->run_b + bufs;
+        plan.a_dec = j->dec_b + bufs;
         pd_mem_plan_peaks(&plan);
         /* Automatic tiling: tile when the untiled decode does not fit, with smaller tiles
          * while they do not either (down to 32 latent pixels, overlap 8). */
-        if (plan.peak_run > budget && ctx->has_vae && !j->taesd_dec && j->p->vae_tiling == PD_VAE_TILING_AUTO) {
+        if (plan.peak_decode > budget && ctx->has_vae && !j->taesd_dec && j->p->vae_tiling == PD_VAE_TILING_AUTO) {
             const int tiles[] = {0, 48, 32};
-            for (size_t t = 0; t < PD_COUNT(tiles) && plan.peak_run > budget; t++) {
+            for (size_t t = 0; t < PD_COUNT(tiles) && plan.peak_decode > budget; t++) {
                 j->tiled = true;
                 j->tiling = tiles[t] ? (pd_vae_tiling){tiles[t], tiles[t] / 4} : pd_vae_tiling_fit(&ctx->vae.cfg, j->lh, j->lw);
-                need = PD_MAX(unet_b, PD_MAX(decode_bytes(j), enc_b));
-                plan.a_run = need + bufs;
+                j->dec_b = decode_bytes(j);
+                plan.a_dec = j->dec_b + bufs;
                 pd_mem_plan_peaks(&plan);
             }
         }
-        j->mem_peak = plan.peak_run;
-        if (plan.peak_run > budget) {
+        j->mem_peak = pd_mem_plan_peak(&plan);
+        if (j->mem_peak > budget) {
             char b[32], pk[32], w[32], a[32];
             pd_mem_str(b, sizeof b, budget);
-            pd_mem_str(pk, sizeof pk, plan.peak_run);
-            pd_mem_str(w, sizeof w, plan.peak_run - plan.a_run);
-            pd_mem_str(a, sizeof a, plan.a_run);
+            const size_t act = PD_MAX(plan.a_unet, plan.a_dec);
+            pd_mem_str(pk, sizeof pk, j->mem_peak);
+            pd_mem_str(w, sizeof w, j->mem_peak - PD_MIN(act, j->mem_peak));
+            pd_mem_str(a, sizeof a, act);
             return pd_error_set(err, PD_ERR_OOM,
                                 "--max-memory %s is too small for %dx%d: the run needs about %s (weights and "
                                 "overhead %s, activations %s%s); try a smaller image, a smaller --weight-type "
@@ -287,14 +303,14 @@ static pd_status alloc_job(job *j, pd_error *err) {
                                 b, j->width, j->height, pk, w, a, j->tiled ? " with tiled VAE decoding" : "");
         }
         char pk[32];
-        pd_mem_str(pk, sizeof pk, plan.peak_run);
-        pd_log(&ctx->log, PD_LOG_INFO, "memory plan for %dx%d: activations %.0f MiB, VAE %s, estimated peak %s",
-               j->width, j->height, (double)plan.a_run / (1 << 20),
+        pd_mem_str(pk, sizeof pk, j->mem_peak);
+        pd_log(&ctx->log, PD_LOG_INFO,
+               "memory plan for %dx%d: activations %.0f MiB denoising, %.0f MiB decoding (VAE %s), estimated peak %s",
+               j->width, j->height, (double)plan.a_unet / (1 << 20), (double)plan.a_dec / (1 << 20),
                j->taesd_dec ? "TAESD" : j->tiled ? "tiled" : "whole", pk);
     }
-    if (pd_arena_init(&j->scratch, need) != 0)
-        return pd_error_set(err, PD_ERR_OOM, "out of memory: %.0f MiB of activations are needed for %dx%d",
-                            (double)need / (1 << 20), j->width, j->height);
+    pd_status st = job_arena(j, j->split ? j->run_b : PD_MAX(j->run_b, j->dec_b), err);
+    if (st != PD_OK) return st;
     size_t n = j->n_lat;
     int dim = c->dim;
     j->latents = malloc(n * sizeof(float));
@@ -397,11 +413,15 @@ static pd_status init_latents(job *j, pd_rng *rng, pd_error *err) {
         if (st == PD_OK) pd_nhwc_to_nchw(j->init, mean, j->lh, j->lw, j->lc);
     } else if (st == PD_OK) {
         st = job_vae(j, err);
-        if (st != PD_OK) return st;
-        st = pd_vae_encode(j->vae, &nn, j->image, j->height, j->width, mean, logvar, &j->scratch, NULL, err);
+        if (st == PD_OK)
+            st = pd_vae_encode(j->vae, &nn, j->image, j->height, j->width, mean, logvar, &j->scratch, NULL, err);
         if (st == PD_OK) {
             pd_rng_randn(rng, j->noise, n);   /* the posterior sample's eps: the first draw */
             pd_vae_latents_from_moments(&ctx->vae.cfg, j->init, mean, logvar, j->noise, j->lh, j->lw);
+        }
+        if (j->split) {   /* denoising runs without the VAE */
+            pd_ctx_vae_release(&j->vae_tmp);
+            j->vae = NULL;
         }
     }
     if (st == PD_OK) {
@@ -422,13 +442,19 @@ static pd_status decode(job *j, const float *latents, pd_error *err) {
         pd_nchw_to_nhwc(j->x_in, latents, j->lc, j->lh, j->lw);
         return pd_taesd_decode(&ctx->taesd, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
     }
-    pd_status st = job_vae(j, err);
+    /* Staged VAE: the UNet's arena goes before the VAE and its arena come. */
+    pd_status st = j->split ? job_arena(j, j->dec_b, err) : PD_OK;
+    if (st == PD_OK) st = job_vae(j, err);
     if (st != PD_OK) return st;
     pd_vae_z_from_latents(&j->vae->cfg, j->x_in, latents, j->lh, j->lw);
     if (j->tiled)
         st = pd_vae_decode_tiled(j->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->tiling, &j->scratch, err);
     else st = pd_vae_decode(j->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
     if (st == PD_OK) pd_ctx_log_memory(ctx, "decode", j->mem_peak);
+    if (j->split) {   /* the next image denoises without the VAE */
+        pd_ctx_vae_release(&j->vae_tmp);
+        j->vae = NULL;
+    }
     return st;
 }
 
@@ -450,7 +476,8 @@ static pd_status run_image(job *j, int image, int64_t seed, pd_image *out, pd_ti
     pd_rng rng;
     pd_rng_seed(&rng, (uint64_t)seed);
     double t0 = now_s();
-    pd_status st = init_latents(j, &rng, err);
+    pd_status st = j->split ? job_arena(j, j->run_b, err) : PD_OK;
+    if (st == PD_OK) st = init_latents(j, &rng, err);
     if (st != PD_OK) return st;
     pd_sampler_reset(j->sampler);
     const pd_sched_plan *plan = j->plan;

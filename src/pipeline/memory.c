@@ -41,14 +41,38 @@ void pd_mem_plan_peaks(pd_mem_plan *p) {
     size_t resident = PD_MEM_OVERHEAD + p->w_unet + p->w_taesd + (p->stage_text ? 0 : p->w_text) +
                       (p->stage_vae ? 0 : p->w_vae);
     p->peak_text = resident + p->a_text + (p->stage_text ? p->w_text : 0);
-    p->peak_run = resident + p->a_run + (p->stage_vae ? p->w_vae : 0);
+    p->peak_denoise = resident + p->a_unet;
+    p->peak_decode = resident + p->a_dec + (p->stage_vae ? p->w_vae : 0);
 }
 
 size_t pd_mem_plan_peak(const pd_mem_plan *p) {
-    return p->peak_text > p->peak_run ? p->peak_text : p->peak_run;
+    size_t m = p->peak_text > p->peak_denoise ? p->peak_text : p->peak_denoise;
+    return m > p->peak_decode ? m : p->peak_decode;
 }
 
 void pd_mem_str(char *buf, size_t n, size_t bytes) {
     if (bytes >= ((size_t)1 << 30)) snprintf(buf, n, "%.2f GiB", (double)bytes / (double)(1 << 30));
     else snprintf(buf, n, "%.0f MiB", (double)bytes / (double)(1 << 20));
+}
+
+bool pd_mem_plan_fit(pd_mem_plan *p, size_t budget, const size_t *a_dec_tiled, int n_tiled) {
+    pd_mem_plan_peaks(p);
+    if (pd_mem_plan_peak(p) <= budget) return true;
+    if (p->w_text) {
+        p->stage_text = true;
+        pd_mem_plan_peaks(p);
+        if (pd_mem_plan_peak(p) <= budget) return true;
+    }
+    if (p->w_vae) {
+        p->stage_vae = true;
+        pd_mem_plan_peaks(p);
+        if (pd_mem_plan_peak(p) <= budget) return true;
+    }
+    for (int i = 0; i < n_tiled; i++) {
+        if (a_dec_tiled[i] >= p->a_dec) continue;
+        p->a_dec = a_dec_tiled[i];
+        pd_mem_plan_peaks(p);
+        if (pd_mem_plan_peak(p) <= budget) return true;
+    }
+    return false;
 }

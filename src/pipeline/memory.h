@@ -3,12 +3,14 @@
  * the model's tensors and the image size before anything is loaded or allocated, and
  * the strategy (--max-memory) that keeps the peak under a budget.
  *
- * Stages and what they hold (W = packed weights, A = activation arenas):
- *   text:    W(resident components) + W(text encoders, when staged) + A(text encoders)
- *   denoise: W(resident) + A(run) where A(run) = the generate arena, sized for the
- *            larger of the UNet pass and the decode (+ latents and conditioning)
- *   decode:  W(resident) + A(run) + W(VAE, when staged)
- * plus a fixed overhead (code, tokenizer, thread stacks, allocator slack).
+ * Stages and what they hold (W = packed weights, A = activations):
+ *   text:    W(resident) + W(text encoders, when staged) + A(text encoders)
+ *   denoise: W(resident) + A(UNet pass, or the VAE encoder of img2img) + buffers
+ *   decode:  W(resident) + A(decode) + buffers + W(VAE, when staged)
+ * where W(resident) = the UNet, TAESD, and the text encoders and VAE unless staged,
+ * plus a fixed overhead (code, tokenizer, thread stacks, allocator slack). With the VAE
+ * resident one arena serves both passes (max of the two, same peak); with the VAE
+ * staged the run frees the UNet's arena before loading the VAE and its decode arena.
  *
  * Strategies, cheapest first: everything resident; text encoders loaded per encode and
  * released (+ their load time per prompt); the VAE also loaded per decode; and, per
@@ -35,18 +37,25 @@
 typedef struct pd_mem_plan {
     size_t w_text, w_unet, w_vae, w_taesd;   /* packed weights */
     size_t a_text;                           /* text encoder activations */
-    size_t a_run;                            /* the generate arena and buffers */
+    size_t a_unet, a_dec;                    /* denoise and decode activations + buffers */
     bool stage_text, stage_vae;
-    size_t peak_text, peak_run;              /* estimated stage peaks */
+    size_t peak_text, peak_denoise, peak_decode;   /* estimated stage peaks */
 } pd_mem_plan;
 
 /* Packed weight bytes of component c of m when packed for kt (kt->wtype, kt->wquant). */
 size_t pd_mem_weights(const pd_model_src *m, pd_component c, const pd_kernels *kt);
 
+/* Chooses the cheapest strategy whose peak fits budget, in order: as the plan's flags
+ * are set (the caller may have set them already), + text encoders staged, + VAE staged,
+ * + each decode size of a_dec_tiled[0..n_tiled) (tiled decodes, largest first; the plan's
+ * a_dec takes the one chosen). Returns false, with the plan at the last strategy, when
+ * none fits. */
+bool pd_mem_plan_fit(pd_mem_plan *plan, size_t budget, const size_t *a_dec_tiled, int n_tiled);
+
 /* Fills the stage peaks of plan for its staging flags. */
 void pd_mem_plan_peaks(pd_mem_plan *plan);
 
-/* The estimated peak of the plan: max(peak_text, peak_run). */
+/* The estimated peak of the plan: the largest stage peak. */
 size_t pd_mem_plan_peak(const pd_mem_plan *plan);
 
 /* Formats a byte count as "1.23 GiB" / "456 MiB". */

@@ -1,0 +1,183 @@
+/*
+ * test_memory.c - the memory plan (pipeline/memory.h) and --max-memory on the golden
+ * tiny SD 1.5 model: a budget that forces the text encoders and the VAE to be loaded
+ * per use gives bit-identical conditioning and images (txt2img and img2img, so both VAE
+ * halves are staged); budgets that cannot hold the UNet or a run fail cleanly before any
+ * work; the stage reports reach the log.
+ */
+#include "golden_case.h"
+#include "pipeline/context.h"
+#include "pipeline/generate.h"
+
+typedef struct log_capture {
+    int memory_lines;
+    bool saw_text, saw_decode;
+} log_capture;
+
+static void capture(pd_log_level level, const char *msg, void *user) {
+    log_capture *c = user;
+    (void)level;
+    if (strstr(msg, "memory after")) c->memory_lines++;
+    if (strstr(msg, "memory after text encoding")) c->saw_text = true;
+    if (strstr(msg, "memory after decode")) c->saw_decode = true;
+}
+
+static pd_result *run(pd_ctx *ctx, const uint8_t *init) {
+    pd_gen_params gp = pd_gen_default_params();
+    gp.prompt = "a red fox";
+    gp.negative_prompt = "blurry";
+    gp.width = gp.height = 64;
+    gp.steps = 3;
+    gp.seed = 11;
+    if (init) {
+        gp.init_image = init;
+        gp.init_width = gp.init_height = 64;
+        gp.strength = 0.6f;
+    }
+    pd_result *r = NULL;
+    pd_error err = {0};
+    if (pd_generate(ctx, &gp, &r, &err) != PD_OK) PD_FAIL("generate: %s", err.msg);
+    return r;
+}
+
+static void test_staged_equals_resident(void) {
+    PD_REQUIRE_GOLDEN();
+    char path[1024];
+    golden_model(path, sizeof path, "tiny-sd15.safetensors");
+    pd_ctx_params cp = pd_ctx_default_params();
+    pd_ctx *full = NULL, *staged = NULL;
+    pd_error err = {0};
+    if (pd_ctx_load(path, &cp, &full, &err) != PD_OK) {
+        PD_FAIL("%s", err.msg);
+        return;
+    }
+    CHECK(!full->mem.stage_text && !full->mem.stage_vae);
+    CHECK(full->mem.w_unet > 0 && full->mem.w_text > 0 && full->mem.w_vae > 0);
+    log_capture lc = {0};
+    cp.low_memory = true;
+    cp.max_memory = (int64_t)16 << 30;   /* the per-stage reports need a budget */
+    cp.log = capture;
+    cp.log_user = &lc;
+    CHECK_EQ_INT(pd_ctx_load(path, &cp, &staged, &err), PD_OK);
+    if (!staged) {
+        PD_FAIL("%s", err.msg);
+        pd_ctx_free(full);
+        return;
+    }
+    CHECK(staged->mem.stage_text && staged->mem.stage_vae);
+    CHECK(staged->text1.layers == NULL);   /* weights dropped after validation */
+
+    pd_text_params tp = pd_text_default_params();
+    tp.prompt = "a (red:1.2) fox";
+    pd_cond *a = NULL, *b = NULL;
+    CHECK_EQ_INT(pd_encode_text(full, &tp, &a, &err), PD_OK);
+    CHECK_EQ_INT(pd_encode_text(staged, &tp, &b, &err), PD_OK);
+    if (a && b) {
+        CHECK_EQ_INT(a->n_tokens, b->n_tokens);
+        CHECK(memcmp(a->context, b->context, (size_t)a->n_tokens * (size_t)a->dim * sizeof(float)) == 0);
+    }
+    pd_cond_free(a);
+    pd_cond_free(b);
+
+    pd_result *ra = run(full, NULL), *rb = run(staged, NULL);
+    if (ra && rb) CHECK(memcmp(ra->images[0].rgb, rb->images[0].rgb, 64 * 64 * 3) == 0);
+    CHECK(lc.saw_text && lc.saw_decode);
+    uint8_t *init = ra ? ra->images[0].rgb : NULL;
+    pd_result *ia = init ? run(full, init) : NULL, *ib = init ? run(staged, init) : NULL;
+    if (ia && ib) CHECK(memcmp(ia->images[0].rgb, ib->images[0].rgb, 64 * 64 * 3) == 0);
+    pd_result_free(ia);
+    pd_result_free(ib);
+    pd_result_free(ra);
+    pd_result_free(rb);
+
+    pd_ctx_free(staged);
+
+    /* The smallest budget the native-size plan accepts loads, and a much larger run is
+     * then refused before any work. */
+    pd_mem_plan p = full->mem;
+    p.stage_text = p.stage_vae = true;
+    pd_mem_plan_peaks(&p);
+    cp.low_memory = false;
+    cp.log = NULL;
+    cp.max_memory = (int64_t)pd_mem_plan_peak(&p);
+    CHECK_EQ_INT(pd_ctx_load(path, &cp, &staged, &err), PD_OK);
+    if (staged) {
+        CHECK(pd_mem_plan_peak(&staged->mem) <= (size_t)cp.max_memory);
+        pd_gen_params big = pd_gen_default_params();
+        big.prompt = "x";
+        big.width = big.height = 4096;
+        pd_result *r = NULL;
+        CHECK_EQ_INT(pd_generate(staged, &big, &r, &err), PD_ERR_OOM);
+        CHECK_STR_CONTAINS(err.msg, "--max-memory");
+        CHECK_STR_CONTAINS(err.msg, "4096x4096");
+        CHECK(r == NULL);
+        pd_ctx_free(staged);
+        staged = NULL;
+    }
+
+    /* A budget below the UNet's weights: a clear error at load. */
+    cp.max_memory = (int64_t)(PD_MEM_OVERHEAD + full->mem.w_unet / 2);
+    CHECK_EQ_INT(pd_ctx_load(path, &cp, &staged, &err), PD_ERR_OOM);
+    CHECK_STR_CONTAINS(err.msg, "too small");
+    CHECK(staged == NULL);
+    cp.max_memory = -1;
+    CHECK_EQ_INT(pd_ctx_load(path, &cp, &staged, &err), PD_ERR_INVALID_ARG);
+    pd_ctx_free(full);
+}
+
+/* The strategy order on synthetic figures (MiB): text staged first, then the VAE,
+ * then smaller tiled decodes; the peak is the largest stage. */
+static void test_plan_fit(void) {
+    const size_t M = (size_t)1 << 20;
+    pd_mem_plan base = {.w_text = 300 * M, .w_unet = 1600 * M, .w_vae = 160 * M, .a_text = 16 * M,
+                        .a_unet = 300 * M, .a_dec = 900 * M};
+    const size_t tiled[] = {600 * M, 400 * M, 250 * M};
+    pd_mem_plan p = base;
+    pd_mem_plan_peaks(&p);
+    const size_t all = pd_mem_plan_peak(&p);
+    CHECK_EQ_INT(all, PD_MEM_OVERHEAD + (1600 + 300 + 160 + 900) * M);   /* decode dominates */
+    CHECK(pd_mem_plan_fit(&p, all, tiled, 3) && !p.stage_text && !p.stage_vae);
+    p = base;
+    CHECK(pd_mem_plan_fit(&p, all - 300 * M, tiled, 3));
+    CHECK(p.stage_text && !p.stage_vae && p.a_dec == 900 * M);
+    /* VAE staged: the decode still needs the VAE + its activations; tiles follow. */
+    p = base;
+    CHECK(pd_mem_plan_fit(&p, PD_MEM_OVERHEAD + (1600 + 160 + 600) * M, tiled, 3));
+    CHECK(p.stage_text && p.stage_vae && p.a_dec == 600 * M);
+    p = base;
+    CHECK(pd_mem_plan_fit(&p, PD_MEM_OVERHEAD + (1600 + 160 + 400) * M, tiled, 3));
+    CHECK(p.a_dec == 400 * M && p.peak_text == PD_MEM_OVERHEAD + (1600 + 300 + 16) * M);
+    p = base;
+    CHECK(!pd_mem_plan_fit(&p, PD_MEM_OVERHEAD + 1700 * M, tiled, 3));
+    CHECK(p.stage_text && p.stage_vae && p.a_dec == 250 * M);
+}
+
+/* Weight estimates follow the packed format and the quantized type. */
+static void test_weight_estimates(void) {
+    PD_REQUIRE_GOLDEN();
+    char path[1024];
+    golden_model(path, sizeof path, "tiny-sd15.safetensors");
+    pd_model_src *m = NULL;
+    pd_error err = {0};
+    if (pd_model_open(path, NULL, &m, &err) != PD_OK) {
+        PD_FAIL("%s", err.msg);
+        return;
+    }
+    pd_kernels kt;
+    pd_kernels_init_prec(&kt, PD_ISA_AUTO, PD_PREC_FP32);
+    size_t f32 = pd_mem_weights(m, PD_COMP_UNET, &kt);
+    kt.wquant = PD_DTYPE_Q8_0;
+    size_t q8 = pd_mem_weights(m, PD_COMP_UNET, &kt);
+    kt.wquant = PD_DTYPE_Q4_0;
+    size_t q4 = pd_mem_weights(m, PD_COMP_UNET, &kt);
+    CHECK(f32 > 0 && q8 < f32 && q4 < q8);
+    CHECK_EQ_INT(pd_mem_weights(m, PD_COMP_TEXT2, &kt), 0);   /* SD 1.5: none */
+    pd_model_close(m);
+}
+
+int main(void) {
+    PD_RUN(test_staged_equals_resident);
+    PD_RUN(test_plan_fit);
+    PD_RUN(test_weight_estimates);
+    return pd_test_summary();
+}
