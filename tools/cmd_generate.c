@@ -40,6 +40,7 @@ typedef struct gen_opts {
     pd_precision precision;
     pd_weight_type weight_type;
     int64_t max_memory;
+    bool low_memory;
     bool quiet, overwrite, verbose;
 } gen_opts;
 
@@ -224,6 +225,7 @@ void cli_generate_usage(FILE *f) {
             "                                       q8_0, q4_0, q4_1 (quantized at load)\n"
             "      --max-memory SIZE                stay under SIZE (e.g. 1.5G): release the text encoders\n"
             "                                       after encoding, load the VAE to decode, tile the VAE\n"
+            "      --low-memory                     always load the text encoders and the VAE per use\n"
             "      -o, --output FILE                default output.png; %%d = image number\n"
             "      --overwrite                      replace existing output files\n"
             "      -q, --quiet                      no progress bar\n");
@@ -238,7 +240,7 @@ int cli_generate(int argc, char **argv, int first) {
     enum { O_STEPS = 300, O_CFG, O_SAMPLER, O_SCHED, O_BATCH, O_CLIP, O_INIT, O_STRENGTH, O_VOCAB,
            O_CONFIG, O_OVERWRITE, O_ISA, O_NOW, O_UNET, O_PRECISION, O_SPACING, O_ORIG_SIZE,
            O_TARGET_SIZE, O_CROP, O_TAESD, O_PREVIEW, O_TILING, O_NO_TILING, O_TAESD_PREVIEW,
-           O_WTYPE, O_MAXMEM };
+           O_WTYPE, O_MAXMEM, O_LOWMEM };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"negative-prompt", required_argument, 0, 'n'}, {"width", required_argument, 0, 'W'},
@@ -260,6 +262,7 @@ int cli_generate(int argc, char **argv, int first) {
         {"vae-tiling", no_argument, 0, O_TILING}, {"no-vae-tiling", no_argument, 0, O_NO_TILING},
         {"taesd-preview-only", no_argument, 0, O_TAESD_PREVIEW},
         {"weight-type", required_argument, 0, O_WTYPE}, {"max-memory", required_argument, 0, O_MAXMEM},
+        {"low-memory", no_argument, 0, O_LOWMEM},
         {0, 0, 0, 0},
     };
     optind = first;
@@ -358,6 +361,7 @@ int cli_generate(int argc, char **argv, int first) {
             if (!cli_parse_size(optarg, &o.max_memory))
                 return usage_error("--max-memory must be a size such as 1500M or 2.5G, got '%s'", optarg);
             break;
+        case O_LOWMEM: o.low_memory = true; break;
         case 'h':
             printf("usage: phonediffusion generate -m MODEL -p PROMPT [options]\n");
             cli_generate_usage(stdout);
@@ -414,6 +418,7 @@ int cli_generate(int argc, char **argv, int first) {
     cp.precision = o.precision;
     cp.weight_type = o.weight_type;
     cp.max_memory = o.max_memory;
+    cp.low_memory = o.low_memory;
     cp.vocab_path = o.vocab;
     cp.config_path = o.config;
     cp.unet_path = o.unet;
