@@ -4,8 +4,9 @@
  *
  * Per panel, per group of 8 columns, per block of 32 k: each column's block becomes
  * four 8-lane vectors along k ((float)q * d [+ m], exactly the reference's ops), then
- * four 8 x 8 transposes give 32 rows of the panel, stored with a column mask (group
- * tail) and only for k < q->k. fp16 fields are widened by VCVTPH2PS (exact).
+ * four 8 x 8 transposes give 32 rows of the panel, stored whole, or with a column mask
+ * in a group tail (VMASKMOVPS stores are slow on AMD: only there), and only for
+ * k < q->k. fp16 fields are widened by VCVTPH2PS (exact).
  */
 #include <immintrin.h>
 #include <string.h>
@@ -93,7 +94,9 @@ INLINE void panels_f32(pd_dtype t, const pd_packed_w *q, int p0, int p1, float *
                     transpose8(v[h]);
                     for (int e = 0; e < 8; e++) {
                         const size_t kk = k0 + 8 * (size_t)h + (size_t)e;
-                        if (kk < k) _mm256_maskstore_ps(panel + kk * nr + (size_t)cg, cm, v[h][e]);
+                        if (kk >= k) break;
+                        if (ncols == 8) _mm256_storeu_ps(panel + kk * nr + (size_t)cg, v[h][e]);
+                        else _mm256_maskstore_ps(panel + kk * nr + (size_t)cg, cm, v[h][e]);
                     }
                 }
             }

@@ -5,8 +5,9 @@
  * pd_packed_w (panel0 = the chunk's first panel).
  *
  * Chunks: as many panels as fit min(scratch, PD_Q_CHUNK_BYTES) (at least one): large
- * enough that the kernels' column blocking and the per-call setup are amortised, small
- * enough that the chunk is still in L2 when the kernel reads it.
+ * enough that the kernels' per-call work (the bf16 drivers convert A once per call and
+ * column block) is amortised, small enough that the chunk is still in L2 when the
+ * kernel reads it.
  *
  * Traps: the view keeps the quantized weight's n, k and bias (indexed by absolute
  * column) and only relocates the panels; the 64 bytes past the chunk are zeroed (the
