@@ -3,7 +3,7 @@
  * layernorm.inc, softmax.inc, act.inc, groupnorm.inc, geglu.inc) on real model shapes,
  * with warmup and best-of-N timing.
  *
- *   bench_kernels [--isa NAME] [--op gemm|gemm_bf16|conv|conv_bf16|attention|attention_bf16|
+ *   bench_kernels [--isa NAME] [--op gemm|gemm_bf16|gemm_q|conv|conv_bf16|attention|attention_bf16|
  *                 layernorm|softmax|act|groupnorm|geglu|all] [--quick] [--threads N]
  *                 [--filter SUBSTR] [--cpu-clock] [shapes.txt ...]
  *
@@ -24,6 +24,13 @@
  * peak of their ISA: a register-resident _tile_dpbf16ps loop (16 x 16 x 32 x 2 FLOPs per
  * instruction) for AMX, a vdpbf16ps loop (16 x 2 x 2 FLOPs) for AVX512-BF16; --isa amx or
  * --isa avx512 selects one of the two.
+ * gemm_q runs pd_q_gemm (quant/quant.h: dequantize chunks of panels into a per-thread
+ * scratch, then the table's GEMM) for Q8_0/Q4_0/Q4_1 weights next to the same table's
+ * GEMM on its ordinary fp32/bf16 pack, on a few SD 1.5 shapes, for the fp32 table and
+ * (with native bf16) the bf16 table of each level; % peak against the table's fp32 or
+ * bf16 peak. It also times the table's dequant_panels over the whole weight, chunk by
+ * chunk into one PD_Q_CHUNK_BYTES buffer (as pd_q_gemm), and reports GB/s of panels
+ * written (and Gelem/s), one thread.
  * attention_bf16 runs the attention_bf16.inc variants on the attention shapes, split
  * into (head, rows-block) tasks as pd_nn_attention does, against the same bf16 peak of
  * their ISA (AMX or vdpbf16ps).
@@ -46,6 +53,7 @@
 #include "kernels/gemm/gemm_bf16.h"
 #include "kernels/norm/groupnorm.h"
 #include "kernels/norm/norm.h"
+#include "kernels/quant/quant.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -176,7 +184,7 @@ static void measure_peaks(const opts *o) {
     if (pd_cpu_supports(&o->cpu, PD_ISA_AVX2)) g_peak[PD_ISA_AVX2] = best_of(peak_avx2);
     if (pd_cpu_supports(&o->cpu, PD_ISA_AVX512)) g_peak[PD_ISA_AVX512] = best_of(peak_avx512);
     g_peak[PD_ISA_AMX] = g_peak[PD_ISA_AVX512];  /* fp32 kernels of an AMX table */
-    const bool bf16_ops = want_op(o, "gemm_bf16") || want_op(o, "conv_bf16");
+    const bool bf16_ops = want_op(o, "gemm_bf16") || want_op(o, "conv_bf16") || want_op(o, "gemm_q");
     if (pd_cpu_supports(&o->cpu, PD_ISA_AMX) && bf16_ops) g_peak_amx_bf16 = best_of(peak_amx_bf16);
     if (pd_cpu_supports(&o->cpu, PD_ISA_AVX512) && o->cpu.avx512bf16 && bf16_ops)
         g_peak_avx512_bf16 = best_of(peak_avx512_bf16);
@@ -797,11 +805,133 @@ static void bench_geglu(const opts *o) {
     }
 }
 
+/* ---- quantized GEMM (pd_q_gemm) ------------------------------------------------------------ */
+
+typedef struct q_run {
+    const pd_kernels *kt;
+    pd_gemm_args args;
+    char *scratch;      /* per thread: slice bytes each */
+    size_t slice;
+    pd_pool *pool;
+} q_run;
+
+static void q_task(void *arg, int ith, int nth) {
+    const q_run *r = arg;
+    const int nr = r->args.w->nr, panels = (r->args.n1 + nr - 1) / nr;
+    const int p0 = panels * ith / nth, p1 = panels * (ith + 1) / nth;
+    if (p0 >= p1) return;
+    pd_gemm_args a = r->args;
+    a.n0 = p0 * nr;
+    a.n1 = p1 * nr < r->args.n1 ? p1 * nr : r->args.n1;
+    if (pd_dtype_is_quant(a.w->dtype)) pd_q_gemm(r->kt, &a, r->scratch + r->slice * (size_t)ith, r->slice);
+    else r->kt->gemm_f32(&a);
+}
+
+static void q_call(void *arg) {
+    q_run *r = arg;
+    pd_pool_run(r->pool, q_task, r);
+}
+
+/* The whole weight, chunk by chunk into one L2-sized buffer (as pd_q_gemm does). */
+typedef struct dq_run {
+    const pd_kernels *kt;
+    const pd_packed_w *q;
+    void *dst;
+    int per_chunk;
+} dq_run;
+
+static void dq_call(void *arg) {
+    const dq_run *r = arg;
+    const int panels = (r->q->n + r->q->nr - 1) / r->q->nr;
+    for (int p = 0; p < panels; p += r->per_chunk)
+        r->kt->dequant_panels(r->q, p, p + r->per_chunk < panels ? p + r->per_chunk : panels, r->dst);
+}
+
+static void bench_gemm_q_table(const opts *o, const pd_kernels *kt) {
+    static const struct { const char *name; int m, n, k; } shapes[] = {
+        {"sd15_attn_proj_64x64", 4096, 320, 320},
+        {"sd15_conv3x3_16x16_640", 1024, 640, 5760},   /* a 3x3 conv as its im2col GEMM */
+        {"clip_l_proj", 77, 768, 768},
+    };
+    static const pd_dtype qts[] = {PD_DTYPE_Q8_0, PD_DTYPE_Q4_0, PD_DTYPE_Q4_1};
+    const bool bf16 = kt->wtype == PD_DTYPE_BF16;
+    const double peak = (bf16 ? bf16_peak(kt->isa == PD_ISA_AMX ? PD_ISA_AMX : PD_ISA_AVX512) : g_peak[kt->isa]) *
+                        o->threads;
+    for (size_t si = 0; si < PD_COUNT(shapes); si++) {
+        const int m = shapes[si].m, n = shapes[si].n, k = shapes[si].k;
+        if (!want_shape(o, shapes[si].name)) continue;
+        float *a = alloc_rand((size_t)m * k), *w = alloc_rand((size_t)n * k), *bias = alloc_rand((size_t)n);
+        float *c = alloc_rand((size_t)m * n);
+        char dims[64], kname[96];
+        snprintf(dims, sizeof dims, "%dx%dx%d", m, n, k);
+        const size_t slice = (PD_Q_CHUNK_BYTES + pd_q_scratch_bytes(kt, k) + 63) / 64 * 64;
+        char *scratch = aligned_alloc(64, slice * (size_t)o->threads);
+        pd_packed_w pw;
+        pd_error err;
+        if (!scratch || pd_kernels_pack_gemm(kt, &pw, w, PD_DTYPE_F32, (size_t)k, n, k, bias, PD_DTYPE_F32, &err) != PD_OK) {
+            fprintf(stderr, "gemm_q: pack failed\n");
+            exit(1);
+        }
+        q_run r = {kt, {.m = m, .n0 = 0, .n1 = n, .a = a, .lda = (size_t)k, .w = &pw, .c = c, .ldc = (size_t)n},
+                   scratch, slice, o->pool};
+        double t = time_best(q_call, &r, o);
+        snprintf(kname, sizeof kname, "%s %s", bf16 ? "bf16" : "f32", kt->gemm_name);
+        report_peak("gemm_q", kname, shapes[si].name, dims, t, 2.0 * m * n * k, peak);
+        pd_packed_w_free(&pw);
+        for (size_t qi = 0; qi < PD_COUNT(qts); qi++) {
+            pd_packed_w qw;
+            if (pd_kernels_pack_gemm_q(kt, &qw, qts[qi], w, PD_DTYPE_F32, (size_t)k, n, k, bias, PD_DTYPE_F32, &err) != PD_OK) {
+                fprintf(stderr, "gemm_q: %s\n", err.msg);
+                exit(1);
+            }
+            r.args.w = &qw;
+            t = time_best(q_call, &r, o);
+            snprintf(kname, sizeof kname, "%s %s", pd_dtype_name(qts[qi]), kt->gemm_name);
+            report_peak("gemm_q", kname, shapes[si].name, dims, t, 2.0 * m * n * k, peak);
+            if (si == 1) {   /* dequant throughput on the big weight, one thread */
+                const size_t panels = ((size_t)n + (size_t)kt->gemm_nr - 1) / (size_t)kt->gemm_nr;
+                const size_t panel_bytes = (size_t)kt->gemm_nr * (bf16 ? (size_t)qw.kp * 2 : (size_t)k * 4);
+                const size_t bytes = panels * panel_bytes;
+                const int per = (int)(PD_Q_CHUNK_BYTES / panel_bytes > 0 ? PD_Q_CHUNK_BYTES / panel_bytes : 1);
+                dq_run d = {kt, &qw, aligned_alloc(64, ((size_t)per * panel_bytes + 63) / 64 * 64), per};
+                if (!d.dst) exit(1);
+                opts o1 = *o;
+                const double td = time_best(dq_call, &d, &o1);
+                printf("%-9s %-28s %-24s %-22s %9.3f ms %8.2f GB/s out %6.2f Gelem/s (%s panels)\n", "dequant",
+                       pd_dtype_name(qts[qi]), shapes[si].name, dims, td * 1e3, (double)bytes / td * 1e-9,
+                       (double)panels * kt->gemm_nr * k / td * 1e-9, bf16 ? "bf16" : "f32");
+                free(d.dst);
+            }
+            pd_packed_w_free(&qw);
+        }
+        free(scratch);
+        free(a);
+        free(w);
+        free(bias);
+        free(c);
+    }
+}
+
+static void bench_gemm_q(const opts *o) {
+    static const pd_isa levels[] = {PD_ISA_SCALAR, PD_ISA_AVX2, PD_ISA_AVX512, PD_ISA_AMX};
+    for (size_t l = 0; l < PD_COUNT(levels); l++) {
+        if (!want_isa(o, levels[l]) && !(o->amx_asked && levels[l] == PD_ISA_AMX)) continue;
+        for (int prec = PD_PREC_FP32; prec <= PD_PREC_BF16; prec++) {
+            pd_kernels kt;
+            if (pd_kernels_init_prec(&kt, levels[l], (pd_prec)prec) != levels[l]) continue;
+            /* bf16 tables only where the level has native bf16 kernels (not the emulation) */
+            if (prec == PD_PREC_BF16 && levels[l] != PD_ISA_SCALAR && kt.gemm_f32 == pd_bf16_gemm__ref) continue;
+            if (levels[l] == PD_ISA_AMX && prec == PD_PREC_FP32) continue;   /* = the AVX-512 one */
+            bench_gemm_q_table(o, &kt);
+        }
+    }
+}
+
 /* ---- main ----------------------------------------------------------------------------- */
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: bench_kernels [--isa scalar|avx2|avx512|amx|neon] [--op gemm|gemm_bf16|conv|conv_bf16|attention|attention_bf16|layernorm|"
+            "usage: bench_kernels [--isa scalar|avx2|avx512|amx|neon] [--op gemm|gemm_bf16|gemm_q|conv|conv_bf16|attention|attention_bf16|layernorm|"
             "softmax|act|groupnorm|geglu|all]\n                     [--quick] [--threads N] [--filter SUBSTR] [--cpu-clock]"
             " [shapes.txt ...]\n");
 }
@@ -859,6 +989,7 @@ int main(int argc, char **argv) {
         else
             rc |= bench_gemm_dir(&o, PD_SOURCE_DIR "/bench/shapes");
     }
+    if (want_op(&o, "gemm_q")) bench_gemm_q(&o);
     if (want_op(&o, "attention")) bench_attention(&o);
     if (want_op(&o, "attention_bf16")) bench_attention_bf16(&o);
     if (o.threads == 1) {

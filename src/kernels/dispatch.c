@@ -22,6 +22,7 @@
 #include "kernels/gemm/gemm_bf16.h"
 #include "kernels/norm/groupnorm.h"
 #include "kernels/norm/norm.h"
+#include "kernels/quant/quant.h"
 
 /* Each op's variant list, as parallel arrays: ISA, function (and GEMM name, nr). */
 static const pd_isa GEMM_ISA[] = {
@@ -177,6 +178,22 @@ static void (*const GEGLU_FN[])(float *y, size_t ldy, const float *x, size_t ldx
 #undef PD_KERNEL
 };
 
+static const pd_isa DEQUANT_ISA[] = {
+#define PD_KERNEL(isa, fn, wtype) isa,
+#include "kernels/quant/quant.inc"
+#undef PD_KERNEL
+};
+static void (*const DEQUANT_FN[])(const pd_packed_w *q, int p0, int p1, void *dst) = {
+#define PD_KERNEL(isa, fn, wtype) fn,
+#include "kernels/quant/quant.inc"
+#undef PD_KERNEL
+};
+static const pd_dtype DEQUANT_WTYPE[] = {
+#define PD_KERNEL(isa, fn, wtype) wtype,
+#include "kernels/quant/quant.inc"
+#undef PD_KERNEL
+};
+
 /* The next level down; PD_ISA_SCALAR is the floor. */
 static pd_isa lower(pd_isa isa) {
     switch (isa) {
@@ -210,6 +227,15 @@ static size_t pick_conv(pd_isa level, int nr) {
     }
 }
 
+/* The dequant_panels variant writing wtype at the highest ISA at or below level. */
+static void (*pick_dequant(pd_isa level, pd_dtype wtype))(const pd_packed_w *, int, int, void *) {
+    for (pd_isa l = level;; l = lower(l)) {
+        for (size_t i = 0; i < PD_COUNT(DEQUANT_ISA); i++)
+            if (DEQUANT_ISA[i] == l && DEQUANT_WTYPE[i] == wtype) return DEQUANT_FN[i];
+        PD_ASSERT(l != PD_ISA_SCALAR);   /* quant.inc lists a reference per format */
+    }
+}
+
 static void fill(pd_kernels *kt, pd_isa level) {
     size_t g = pick(GEMM_ISA, PD_COUNT(GEMM_ISA), level);
     kt->isa = level;
@@ -227,6 +253,7 @@ static void fill(pd_kernels *kt, pd_isa level) {
     kt->conv2d_f32 = CONV_FN[pick_conv(level, kt->gemm_nr)];
     kt->groupnorm_f32 = GROUPNORM_FN[pick(GROUPNORM_ISA, PD_COUNT(GROUPNORM_ISA), level)];
     kt->geglu_f32 = GEGLU_FN[pick(GEGLU_ISA, PD_COUNT(GEGLU_ISA), level)];
+    kt->dequant_panels = pick_dequant(level, PD_DTYPE_F32);
 }
 
 /* The bf16 GEMM/conv pair of the level: AMX, AVX512-BF16 (avx512 level + the
@@ -249,6 +276,7 @@ static void fill_bf16(pd_kernels *kt, pd_isa level, const pd_cpu_features *f) {
     kt->gemm_name = BF16_GEMM_NAME[b];
     kt->gemm_f32 = BF16_GEMM_FN[b];
     kt->conv2d_f32 = BF16_CONV_FN[b];
+    kt->dequant_panels = pick_dequant(level, PD_DTYPE_BF16);
     const pd_isa isa_b = BF16_ISA[b];
     for (size_t i = 1; isa_b != PD_ISA_SCALAR && i < PD_COUNT(ATTN_BF16_ISA); i++)
         if (ATTN_BF16_ISA[i] == isa_b) {
@@ -309,4 +337,16 @@ pd_status pd_kernels_pack_conv(const pd_kernels *kt, pd_packed_w *out, const voi
     if (kt->wtype == PD_DTYPE_BF16)
         return pd_bf16_conv_pack(out, kt->gemm_nr, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, err);
     return pd_conv_pack(out, kt->gemm_nr, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, err);
+}
+
+pd_status pd_kernels_pack_gemm_q(const pd_kernels *kt, pd_packed_w *out, pd_dtype qtype, const void *w,
+                                 pd_dtype w_dtype, size_t ld_w, int n, int k, const void *bias,
+                                 pd_dtype bias_dtype, pd_error *err) {
+    return pd_q_gemm_pack(out, kt->gemm_nr, qtype, w, w_dtype, ld_w, n, k, bias, bias_dtype, err);
+}
+
+pd_status pd_kernels_pack_conv_q(const pd_kernels *kt, pd_packed_w *out, pd_dtype qtype, const void *w,
+                                 pd_dtype w_dtype, int cout, int cin, int kh, int kw,
+                                 const void *bias, pd_dtype bias_dtype, pd_error *err) {
+    return pd_q_conv_pack(out, kt->gemm_nr, qtype, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, err);
 }

@@ -47,15 +47,24 @@ typedef enum pd_act {
  *         zeros to kp (a multiple of 32), panel p holds W[p*nr + c, kk] at
  *         bf16[(p*kp + (kk & ~1))*nr + 2*c + (kk & 1)] (pd_bf16_gemm_pack). Kernels
  *         of BF16 tables round A to bf16 and accumulate in fp32.
+ *   Q8_0/Q4_0/Q4_1: q = ggml blocks, row j (k elements zero-padded to kp) at
+ *         q + j * qrow (quant/quant.h); run through pd_q_gemm / pd_q_conv, never
+ *         directly by gemm_f32 / conv2d_f32.
+ * panel0: panel p of data/bf16 is stored at index p - panel0 (0 for a whole weight;
+ * pd_q_gemm's views of a dequantized chunk of panels set it), so n0 / nr >= panel0.
  * n0 must be a multiple of w->nr (the caller splits columns by whole panels) or n0 == 0;
  * n1 <= w->n. res may alias c (in-place residual add) but not a. */
 typedef struct pd_packed_w {
     int n, k;
     int nr;          /* panel width, = the gemm kernel's nr of the table that packed it */
-    pd_dtype dtype;  /* F32 (data) or BF16 (bf16) */
-    int kp;          /* BF16: k rounded up to a multiple of 32; F32: k */
-    float *data;     /* F32 layout; owned, 64-byte aligned; NULL for BF16 */
-    uint16_t *bf16;  /* BF16 layout; owned, 64-byte aligned; NULL for F32 */
+    pd_dtype dtype;  /* F32 (data), BF16 (bf16) or a block type (q) */
+    int kp;          /* BF16 and block types: k rounded up to a multiple of 32; F32: k */
+    int panel0;      /* first panel held by data/bf16 (views of a chunk); 0 otherwise */
+    float *data;     /* F32 layout; owned, 64-byte aligned; NULL otherwise */
+    uint16_t *bf16;  /* BF16 layout; owned, 64-byte aligned; NULL otherwise */
+    const uint8_t *q;   /* block types: n rows of kp/32 blocks, any alignment */
+    size_t qrow;        /* block types: bytes per row */
+    bool q_borrowed;    /* q points into caller memory (a mapped file): not freed */
     float *bias;     /* [n] fp32 or NULL; owned */
 } pd_packed_w;
 
@@ -162,6 +171,9 @@ typedef struct pd_kernels {
     /* GEGLU (diffusers GEGLU, exact-erf GELU): for r < rows, j < cols:
      * y[r * ldy + j] = x[r * ldx + j] * gelu(x[r * ldx + cols + j]). y may equal x. */
     void (*geglu_f32)(float *y, size_t ldy, const float *x, size_t ldx, int rows, int cols);
+    /* Panels [p0, p1) of a quantized weight q (q->nr == gemm_nr) written to dst in this
+     * table's packed format (wtype), for pd_q_gemm / pd_q_conv (quant/quant.h). */
+    void (*dequant_panels)(const pd_packed_w *q, int p0, int p1, void *dst);
 } pd_kernels;
 
 /* Whether a weight is worth quantizing under kt->wquant: a Linear [n, k] with n, k >= 32,
@@ -191,6 +203,15 @@ pd_status pd_kernels_pack_conv(const pd_kernels *kt, pd_packed_w *out, const voi
                                pd_dtype w_dtype, int cout, int cin, int kh, int kw,
                                const void *bias, pd_dtype bias_dtype, pd_error *err);
 
+/* Quantized packs (pd_q_gemm_pack / pd_q_conv_pack, quant/quant.h) for kt's panel
+ * width; run them with pd_q_gemm / pd_q_conv and this kt. */
+pd_status pd_kernels_pack_gemm_q(const pd_kernels *kt, pd_packed_w *out, pd_dtype qtype, const void *w,
+                                 pd_dtype w_dtype, size_t ld_w, int n, int k, const void *bias,
+                                 pd_dtype bias_dtype, pd_error *err);
+pd_status pd_kernels_pack_conv_q(const pd_kernels *kt, pd_packed_w *out, pd_dtype qtype, const void *w,
+                                 pd_dtype w_dtype, int cout, int cin, int kh, int kw,
+                                 const void *bias, pd_dtype bias_dtype, pd_error *err);
+
 /* The scalar reference table (the specification), for tests and benchmarks. */
 void pd_kernels_init_ref(pd_kernels *kt);
 
@@ -200,7 +221,7 @@ void pd_kernels_init_ref(pd_kernels *kt);
 pd_status pd_gemm_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype,
                        size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
                        pd_error *err);
-void pd_packed_w_free(pd_packed_w *w);   /* NULL-tolerant */
+void pd_packed_w_free(pd_packed_w *w);   /* NULL-tolerant; leaves borrowed q alone */
 
 /* Packs a PyTorch conv weight [cout, cin, kh, kw] (F32/F16/BF16, dense, possibly
  * unaligned) and optional bias [cout] in the F32 format for conv2d_f32 of tables with

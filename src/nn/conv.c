@@ -22,6 +22,7 @@
  */
 #include <string.h>
 
+#include "kernels/quant/quant.h"
 #include "nn/band.h"
 
 /* Target size of one band buffer, and the fewest output rows a band holds (so each
@@ -75,7 +76,7 @@ void pd_conv_out_size(const pd_conv *c, int h, int w, int *oh, int *ow) {
 /* ---- threaded driver ------------------------------------------------------------ */
 
 typedef struct conv_job {
-    const pd_kernels *kt;
+    const pd_nn *nn;
     pd_conv_args a;   /* rows [oy0, oy1), all channels */
 } conv_job;
 
@@ -99,13 +100,21 @@ static void conv_task(void *arg, int ith, int nth) {
         a.n0 = p0 * nr;
         a.n1 = PD_MIN(p1 * nr, a.w->n);
     }
-    job->kt->conv2d_f32(&a);
+    const pd_kernels *kt = job->nn->kt;
+    if (pd_dtype_is_quant(a.w->dtype)) {
+        size_t bytes;
+        void *scratch = pd_nn_wscratch(job->nn, ith, nth, &bytes);
+        PD_ASSERT(scratch && bytes >= pd_q_scratch_bytes(kt, a.w->k));
+        pd_q_conv(kt, &a, scratch, bytes);
+    } else {
+        kt->conv2d_f32(&a);
+    }
 }
 
 static void conv_run(const pd_nn *nn, const pd_conv_args *a) {
     PD_ASSERT(a->w->nr == nn->kt->gemm_nr);
     if (a->oy1 <= a->oy0 || a->ow <= 0) return;
-    conv_job job = {nn->kt, *a};
+    conv_job job = {nn, *a};
     pd_pool_run(nn->pool, conv_task, &job);
 }
 

@@ -7,8 +7,16 @@
  */
 #include "nn/nn.h"
 
+#include "kernels/quant/quant.h"
+
+void *pd_nn_wscratch(const pd_nn *nn, int ith, int nth, size_t *bytes) {
+    const size_t slice = nn->wscratch ? nn->wscratch_bytes / (size_t)nth / 64 * 64 : 0;
+    *bytes = slice;
+    return slice ? (char *)nn->wscratch + slice * (size_t)ith : NULL;
+}
+
 typedef struct linear_job {
-    const pd_kernels *kt;
+    const pd_nn *nn;
     pd_gemm_args args;
 } linear_job;
 
@@ -33,13 +41,21 @@ static void linear_task(void *arg, int ith, int nth) {
         if (a.res) a.res += (size_t)r0 * a.ldres;
         a.m = r1 - r0;
     }
-    job->kt->gemm_f32(&a);
+    const pd_kernels *kt = job->nn->kt;
+    if (pd_dtype_is_quant(w->dtype)) {
+        size_t bytes;
+        void *scratch = pd_nn_wscratch(job->nn, ith, nth, &bytes);
+        PD_ASSERT(scratch && bytes >= pd_q_scratch_bytes(kt, w->k));
+        pd_q_gemm(kt, &a, scratch, bytes);
+    } else {
+        kt->gemm_f32(&a);
+    }
 }
 
 void pd_nn_linear(const pd_nn *nn, float *y, size_t ldy, const float *x, size_t ldx, int m,
                   const pd_packed_w *w, pd_act act, const float *res, size_t ldres) {
     PD_ASSERT(w->nr == nn->kt->gemm_nr);
-    linear_job job = {nn->kt,
+    linear_job job = {nn,
                       {.m = m, .n0 = 0, .n1 = w->n, .a = x, .lda = ldx, .w = w, .c = y,
                        .ldc = ldy, .res = res, .ldres = ldres, .act = act}};
     if (m <= 0) return;

@@ -21,7 +21,17 @@
 typedef struct pd_nn {
     const pd_kernels *kt;
     pd_pool *pool;   /* NULL: single-threaded */
+    /* Dequantization scratch for quantized weights (quant/quant.h), split evenly by
+     * thread into 64-byte multiples: size it nth * (pd_q_scratch_bytes(kt, k_max) + 64)
+     * for the pool's nth threads and the largest k of a quantized weight (more, up to
+     * nth * PD_Q_CHUNK_BYTES, lets chunks hold several panels). NULL when no weight is
+     * quantized (running one then asserts). */
+    void *wscratch;
+    size_t wscratch_bytes;
 } pd_nn;
+
+/* Thread ith of nth's slice of nn's weight scratch (*bytes: its size). */
+void *pd_nn_wscratch(const pd_nn *nn, int ith, int nth, size_t *bytes);
 
 /* y[m, n] = act(x[m, k] . W^T + b) (+ res). res may alias y; x must not. */
 void pd_nn_linear(const pd_nn *nn, float *y, size_t ldy, const float *x, size_t ldx, int m,

@@ -4,7 +4,7 @@
  *
  * Buffers are malloc'd with 64 bytes of readable tail (the kernels' contract) and an
  * optional 1-float misalignment; sentinel fill lets a test prove that a kernel wrote
- * nothing outside its output range.
+ * nothing outside its output range. kt_tables lists the kernel tables this CPU can run.
  */
 #ifndef PD_KERNEL_TEST_UTIL_H
 #define PD_KERNEL_TEST_UTIL_H
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "base/cpu.h"
+#include "kernels/kernels.h"
 #include "test.h"
 
 #define KT_SENTINEL (-12345.678f)
@@ -56,6 +57,25 @@ static inline bool kt_isa_supported(pd_isa isa) {
     pd_cpu_features f;
     pd_cpu_detect(&f);
     return pd_cpu_supports(&f, isa);
+}
+
+/* Every distinct kernel table this machine runs (each ISA level x fp32/bf16, levels the
+ * CPU lacks skipped): fills up to max tables, returns the count. */
+static inline int kt_tables(pd_kernels *out, int max) {
+    static const pd_isa levels[] = {PD_ISA_SCALAR, PD_ISA_AVX2, PD_ISA_AVX512, PD_ISA_AMX};
+    int n = 0;
+    for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++)
+        for (int prec = PD_PREC_FP32; prec <= PD_PREC_BF16; prec++) {
+            if (n >= max) return n;
+            pd_kernels kt;
+            if (pd_kernels_init_prec(&kt, levels[l], (pd_prec)prec) != levels[l]) continue;
+            bool dup = false;
+            for (int i = 0; i < n; i++)
+                dup |= out[i].gemm_f32 == kt.gemm_f32 && out[i].conv2d_f32 == kt.conv2d_f32 &&
+                       out[i].dequant_panels == kt.dequant_panels;
+            if (!dup) out[n++] = kt;
+        }
+    return n;
 }
 
 #endif

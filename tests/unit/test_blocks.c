@@ -5,7 +5,9 @@
  * counts that split rows or weight panels), GroupNorm (+ SiLU, a large common offset),
  * the fused banded norm + conv and upsample + conv (inputs wide enough for several
  * bands), ResNet blocks (skip conv, identity skip in place, time embedding), nearest
- * upsampling; and load errors that name the tensor at fault.
+ * upsampling; quantized weights in pd_conv_forward / pd_nn_linear (per-thread dequant
+ * scratch, same bits for any thread split as one pd_q_conv / pd_q_gemm call); and load
+ * errors that name the tensor at fault.
  *
  * Weights come from a synthetic single-file checkpoint written to a temp folder
  * (tensors under first_stage_model., so they form the VAE component).
@@ -15,6 +17,7 @@
 #include "golden.h"
 #include "io/model.h"
 #include "kernels/kernels.h"
+#include "kernels/quant/quant.h"
 #include "models/vae.h"
 #include "nn/blocks.h"
 
@@ -279,6 +282,48 @@ static void test_conv_forward(void) {
         pd_model_close(src);
     }
     clear_tensors();
+}
+
+/* Quantized weights through the threaded drivers: each thread dequantizes into its
+ * slice of nn.wscratch; the result is the single-call pd_q_conv / pd_q_gemm's. */
+static void test_quant_threaded(void) {
+    const int h = 7, w = 6, cin = 16, cout = 100, k = 3, m = 29, n = 150, kl = 96;
+    float *wc = rand_buf((size_t)cout * cin * k * k, 0.2f, 0.0f), *bc = rand_buf((size_t)cout, 0.5f, 0.0f);
+    float *wl = rand_buf((size_t)n * kl, 0.2f, 0.0f), *x = rand_buf((size_t)m * kl, 1.0f, 0.0f);
+    float *in = rand_buf((size_t)h * w * cin, 1.0f, 0.0f);
+    pd_error err = {0};
+    pd_conv c = {.cin = cin, .cout = cout, .k = k, .stride = 1, .pad_t = 1, .pad_l = 1, .pad_b = 1, .pad_r = 1};
+    pd_packed_w lw;
+    CHECK(pd_kernels_pack_conv_q(&kt, &c.w, PD_DTYPE_Q4_1, wc, PD_DTYPE_F32, cout, cin, k, k, bc, PD_DTYPE_F32, &err) == PD_OK);
+    CHECK(pd_kernels_pack_gemm_q(&kt, &lw, PD_DTYPE_Q8_0, wl, PD_DTYPE_F32, kl, n, kl, NULL, PD_DTYPE_F32, &err) == PD_OK);
+    const size_t per = pd_q_scratch_bytes(&kt, k * k * cin), total = 3 * per + 3 * 64;
+    void *scratch = malloc(total);
+    float *o1 = malloc((size_t)h * w * cout * sizeof(float)), *o2 = malloc((size_t)h * w * cout * sizeof(float));
+    float *y1 = malloc((size_t)m * n * sizeof(float)), *y2 = malloc((size_t)m * n * sizeof(float));
+    pd_conv_args a = {.ih = h, .iw = w, .cin = cin, .oh = h, .ow = w, .kh = k, .kw = k, .stride = 1, .pad_t = 1,
+                      .pad_l = 1, .oy0 = 0, .oy1 = h, .n0 = 0, .n1 = cout, .in = in, .w = &c.w, .out = o1};
+    pd_q_conv(&kt, &a, scratch, total);
+    pd_gemm_args g = {.m = m, .n0 = 0, .n1 = n, .a = x, .lda = kl, .w = &lw, .c = y1, .ldc = n};
+    pd_q_gemm(&kt, &g, scratch, total);
+    for (int p = 0; p < 3; p++) {
+        pd_nn nn = {.kt = &kt, .pool = pools[p], .wscratch = scratch, .wscratch_bytes = total};
+        pd_conv_forward(&nn, &c, in, h, w, o2, PD_ACT_NONE, NULL);
+        CHECK_MSG(memcmp(o1, o2, (size_t)h * w * cout * sizeof(float)) == 0, "quant conv, pool %d", p);
+        pd_nn_linear(&nn, y2, n, x, kl, m, &lw, PD_ACT_NONE, NULL, 0);
+        CHECK_MSG(memcmp(y1, y2, (size_t)m * n * sizeof(float)) == 0, "quant linear, pool %d", p);
+    }
+    free(wc);
+    free(bc);
+    free(wl);
+    free(x);
+    free(in);
+    free(scratch);
+    free(o1);
+    free(o2);
+    free(y1);
+    free(y2);
+    pd_conv_free(&c);
+    pd_packed_w_free(&lw);
 }
 
 /* ---- group norm ------------------------------------------------------------------ */
@@ -658,6 +703,7 @@ int main(void) {
     pools[1] = pd_pool_new(2);
     pools[2] = pd_pool_new(3);
     PD_RUN(test_conv_forward);
+    PD_RUN(test_quant_threaded);
     PD_RUN(test_groupnorm);
     PD_RUN(test_banded);
     PD_RUN(test_resblock);

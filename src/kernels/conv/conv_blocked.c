@@ -135,7 +135,7 @@ void pd_conv_blocked(const pd_conv_args *a, const pd_conv_blocking *b) {
             const size_t row_bytes = PD_MAX((size_t)64, (size_t)acc_ld * sizeof(float));
             const int rows_kb = PD_MAX(1, (int)(b->w_kblock_bytes / row_bytes));
             PD_ASSERT(n_tiles <= PD_CONV_MAX_TILES && mr <= PD_CONV_MAX_MR);
-            const float *panel = w->data + (size_t)(j / nr) * k_all * (size_t)nr;
+            const float *panel = w->data + (size_t)(j / nr - w->panel0) * k_all * (size_t)nr;
             for (int t0 = 0; t0 < taps; t0 += PD_CONV_MAX_TAPS) {
                 const int t1 = PD_MIN(taps, t0 + PD_CONV_MAX_TAPS);
                 if (tt.mr != mr || tt.t0 != t0) build_table(&tt, a, pb, block, mr, t0, t1);

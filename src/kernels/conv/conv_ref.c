@@ -22,12 +22,13 @@ void pd_conv_check_args(const pd_conv_args *a) {
     PD_ASSERT(w->k == a->kh * a->kw * a->cin);
     PD_ASSERT(a->n0 >= 0 && a->n0 <= a->n1 && a->n1 <= w->n);
     PD_ASSERT(a->n0 == 0 || a->n0 % w->nr == 0);
+    PD_ASSERT(a->n0 / w->nr >= w->panel0);
     PD_ASSERT(a->oy0 >= 0 && a->oy0 <= a->oy1 && a->oy1 <= a->oh);
 }
 
 /* W[co, kk] of either packed format (kernels.h). */
 static float weight_at(const pd_packed_w *w, int co, int kk) {
-    const size_t p = (size_t)(co / w->nr), c = (size_t)(co % w->nr), nr = (size_t)w->nr;
+    const size_t p = (size_t)(co / w->nr - w->panel0), c = (size_t)(co % w->nr), nr = (size_t)w->nr;
     if (w->dtype == PD_DTYPE_BF16)
         return pd_bf16_to_f32(w->bf16[(p * (size_t)w->kp + ((size_t)kk & ~(size_t)1)) * nr + 2 * c + ((size_t)kk & 1)]);
     return w->data[(p * (size_t)w->k + (size_t)kk) * nr + c];

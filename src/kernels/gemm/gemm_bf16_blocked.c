@@ -54,7 +54,7 @@ void pd_bf16_blocked(const pd_bf16_blocking *b, pd_bf16_problem *p) {
     const int nr = b->nr;
     PD_ASSERT(w->dtype == PD_DTYPE_BF16 && w->nr == nr && w->bf16);
     PD_ASSERT(p->n0 >= 0 && p->n0 <= p->n1 && p->n1 <= w->n);
-    PD_ASSERT(p->n0 % nr == 0);
+    PD_ASSERT(p->n0 % nr == 0 && p->n0 / nr >= w->panel0);
     PD_ASSERT(nr <= 32 && PD_BF16_NB_ACC % nr == 0 && p->src.n_kb >= 1);
     if (p->m <= 0 || p->n0 >= p->n1) return;
     const int kp = w->kp, n_kb = p->src.n_kb;
@@ -95,7 +95,7 @@ void pd_bf16_blocked(const pd_bf16_blocking *b, pd_bf16_problem *p) {
                     float *tacc = n_kb > 1 ? acc + (j - jb) : acc + (size_t)(flip ^= 1) * PD_BF16_MB * (size_t)nr;
                     const pd_bf16_tile t = {
                         .seg = seg, .n_seg = n_seg, .lda = lda,
-                        .b = w->bf16 + (size_t)(j / nr) * (size_t)kp * (size_t)nr,
+                        .b = w->bf16 + (size_t)(j / nr - w->panel0) * (size_t)kp * (size_t)nr,
                         .rows = rows, .acc = tacc, .ldacc = ldacc, .load = kb > 0,
                     };
                     b->tile(&t);

@@ -3,7 +3,7 @@
  * specification of gemm_bf16.h).
  *
  * Straight loops over the documented layout Wb[j, kk] =
- * data[(p*kp + (kk & ~1))*nr + 2*c + (kk & 1)], p = j / nr, c = j % nr. A is rounded
+ * data[(p*kp + (kk & ~1))*nr + 2*c + (kk & 1)], p = j / nr - panel0, c = j % nr. A is rounded
  * to bf16 (pd_f32_to_bf16, round to nearest even) element by element; the exact
  * bf16 x bf16 products accumulate in double; bias, the activation (pd_f32_act_scalar)
  * and the residual follow in fp32, in that order. Unlike AMX, denormals are kept.
@@ -20,10 +20,11 @@ void pd_bf16_gemm__ref(const pd_gemm_args *g) {
     const size_t kp = (size_t)w->kp;
     PD_ASSERT(g->n0 >= 0 && g->n0 <= g->n1 && g->n1 <= w->n);
     PD_ASSERT(g->n0 == 0 || g->n0 % nr == 0);
+    PD_ASSERT(g->n0 / nr >= w->panel0);
     for (int i = 0; i < g->m; i++) {
         const float *a = g->a + (size_t)i * g->lda;
         for (int j = g->n0; j < g->n1; j++) {
-            const uint16_t *col = w->bf16 + (size_t)(j / nr) * kp * (size_t)nr + 2 * (size_t)(j % nr);
+            const uint16_t *col = w->bf16 + (size_t)(j / nr - w->panel0) * kp * (size_t)nr + 2 * (size_t)(j % nr);
             double s = 0.0;
             for (int kk = 0; kk < k; kk++) {
                 float av = pd_bf16_to_f32(pd_f32_to_bf16(a[kk]));

@@ -14,6 +14,7 @@ void pd_gemm_blocked(const pd_gemm_args *g, const pd_gemm_blocking *b) {
     const int mr = b->mr, nr = b->nr;
     PD_ASSERT(w->nr == nr && b->acc_floats <= PD_GEMM_ACC_FLOATS && b->acc_floats >= mr * nr);
     PD_ASSERT(g->n0 >= 0 && g->n0 <= g->n1 && g->n1 <= w->n && g->n0 % nr == 0);
+    PD_ASSERT(g->n0 / nr >= w->panel0);
     if (g->m <= 0 || g->n1 == g->n0) return;
     const int k = w->k;
     /* k blocks of about w_kblock_bytes, equal sized. */
@@ -26,7 +27,7 @@ void pd_gemm_blocked(const pd_gemm_args *g, const pd_gemm_blocking *b) {
     for (int i0 = 0; i0 < g->m; i0 += mc) {
         const int i1 = PD_MIN(g->m, i0 + mc);
         for (int j = g->n0; j < g->n1; j += nr) {
-            const float *panel = w->data + (size_t)(j / nr) * (size_t)k * (size_t)nr;
+            const float *panel = w->data + (size_t)(j / nr - w->panel0) * (size_t)k * (size_t)nr;
             const int cols = PD_MIN(nr, g->n1 - j);
             for (int kb = 0; kb < k; kb += kc) {
                 const int kn = PD_MIN(kc, k - kb);

@@ -114,8 +114,10 @@ void pd_packed_w_free(pd_packed_w *w) {
     if (!w) return;
     free(w->data);
     free(w->bf16);
+    if (!w->q_borrowed) free((void *)w->q);
     free(w->bias);
     w->data = NULL;
     w->bf16 = NULL;
+    w->q = NULL;
     w->bias = NULL;
 }

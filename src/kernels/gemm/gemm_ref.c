@@ -2,7 +2,7 @@
  * gemm_ref.c - scalar reference GEMM against packed weights (the specification).
  *
  * Straight loops over the documented pack layout W[j, kk] = data[(p*k + kk)*nr + c],
- * p = j / nr, c = j % nr, for any nr. Dot products accumulate in double; bias, the
+ * p = j / nr - panel0, c = j % nr, for any nr. Dot products accumulate in double; bias, the
  * activation (pd_f32_act_scalar) and the residual follow in fp32, in that order.
  */
 #include "kernels/gemm/gemm.h"
@@ -14,10 +14,11 @@ void pd_f32_gemm__ref(const pd_gemm_args *g) {
     const int k = w->k, nr = w->nr;
     PD_ASSERT(g->n0 >= 0 && g->n0 <= g->n1 && g->n1 <= w->n);
     PD_ASSERT(g->n0 == 0 || g->n0 % nr == 0);
+    PD_ASSERT(g->n0 / nr >= w->panel0);
     for (int i = 0; i < g->m; i++) {
         const float *a = g->a + (size_t)i * g->lda;
         for (int j = g->n0; j < g->n1; j++) {
-            const float *col = w->data + (size_t)(j / nr) * k * nr + j % nr;
+            const float *col = w->data + (size_t)(j / nr - w->panel0) * k * nr + j % nr;
             double s = 0.0;
             for (int kk = 0; kk < k; kk++) s += (double)a[kk] * col[(size_t)kk * nr];
             float v = (float)s;
