@@ -15,6 +15,9 @@
  * metadata value. The file is mmap'd read-only; tensor data pointers point into it.
  * Data may be unaligned (the data section starts at 8 + N): read it with memcpy or
  * convert it, never through a cast to float* without care.
+ *
+ * pd_st_file and pd_st_tensor are also what the GGUF reader (gguf.h) produces, so the
+ * model loader treats both formats alike; tensor_file.h opens either by sniffing.
  */
 #ifndef PD_IO_SAFETENSORS_H
 #define PD_IO_SAFETENSORS_H
@@ -30,6 +33,12 @@
 #define PD_ST_MAX_DIMS 8
 #define PD_ST_MAX_HEADER ((uint64_t)16 << 20)
 
+/* Which reader produced a pd_st_file (both fill the same structures). */
+typedef enum pd_st_format {
+    PD_ST_FORMAT_SAFETENSORS = 0,
+    PD_ST_FORMAT_GGUF,
+} pd_st_format;
+
 typedef struct pd_st_tensor {
     const char *name;
     pd_dtype dtype;
@@ -37,16 +46,17 @@ typedef struct pd_st_tensor {
     int64_t shape[PD_ST_MAX_DIMS];
     int64_t numel;
     const void *data;   /* into the mapping; NULL when nbytes == 0 */
-    size_t nbytes;
+    size_t nbytes;      /* pd_dtype_bytes(dtype, numel) */
 } pd_st_tensor;
 
 typedef struct pd_st_file {
     char *path;               /* owned copy (or the name given to pd_st_parse) */
+    pd_st_format format;
     pd_mapped_file map;       /* empty when parsed from caller memory */
     int n_tensors;
     pd_st_tensor *tensors;    /* sorted by name (strcmp) */
     int n_meta;
-    const char **meta_keys;   /* __metadata__ entries */
+    const char **meta_keys;   /* __metadata__ entries (GGUF: scalar key/values as text) */
     const char **meta_values;
     pd_arena arena;           /* owns names, arrays and the parsed header */
 } pd_st_file;
@@ -59,6 +69,8 @@ pd_status pd_st_open(const char *path, pd_st_file **out, pd_error *err);
 pd_status pd_st_parse(const unsigned char *data, size_t size, const char *name,
                       pd_st_file **out, pd_error *err);
 
+/* The functions below serve files from either reader (safetensors.c, gguf.c); they
+ * live in st_file.c. */
 void pd_st_close(pd_st_file *f);   /* NULL-tolerant */
 
 /* Binary search by exact name; NULL when absent. */
