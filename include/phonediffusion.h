@@ -374,6 +374,22 @@ pd_status pd_generate(const pd_ctx *ctx, const pd_gen_params *params, pd_result 
                       pd_error *err);
 void pd_result_free(pd_result *r);
 
+/* ---- converting checkpoints ---------------------------------------------------- */
+
+typedef struct pd_convert_params {
+    pd_weight_type weight_type;  /* q8_0 (default; AUTO means q8_0), q4_0, q4_1, f16, bf16, f32 */
+    bool overwrite;              /* replace an existing output file (default: refuse) */
+} pd_convert_params;
+
+pd_convert_params pd_convert_default_params(void);
+
+/* Writes the tensors of a single-file checkpoint (.safetensors or .gguf) to a GGUF file,
+ * names unchanged, quantizing the tensors stable-diffusion.cpp quantizes (2-D or more,
+ * not biases, rows a multiple of 32 long); files interchange both ways. The output
+ * appears only when complete (written to a temporary name, then linked into place). */
+pd_status pd_convert(const char *in_path, const char *out_path, const pd_convert_params *params,
+                     pd_error *err);
+
 #ifdef __cplusplus
 }
 #endif

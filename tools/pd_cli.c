@@ -34,6 +34,10 @@ static void usage(FILE *f) {
             "  tokenize -m MODEL -p TEXT  print the CLIP token ids of TEXT\n"
             "  encode -m MODEL -p TEXT    encode a prompt with the model's text encoder(s)\n"
             "  cpu                        show CPU features and the kernel level selected\n"
+            "  convert IN OUT.gguf [--weight-type T] [--overwrite]\n"
+            "                             write a checkpoint (.safetensors or .gguf) as GGUF with\n"
+            "                             q8_0 (default), q4_0, q4_1, f16, bf16 or f32 weights;\n"
+            "                             names and quantized tensors as stable-diffusion.cpp\n"
             "  make-model -o FILE         write a random-weight checkpoint (sd15-tiny, sd15, sdxl);\n"
             "                             see `phonediffusion make-model --help`\n"
             "  version                    print the version\n"
@@ -343,6 +347,47 @@ static bool parse_int(const char *s, int lo, int hi, int *out) {
     return true;
 }
 
+/* `convert IN OUT [--weight-type T] [--overwrite]` */
+static int cmd_convert(int argc, char **argv) {
+    const char *in = NULL, *out = NULL;
+    pd_convert_params cp = pd_convert_default_params();
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--overwrite")) {
+            cp.overwrite = true;
+        } else if (!strcmp(a, "--weight-type") || !strcmp(a, "--type")) {
+            if (i + 1 >= argc || !pd_weight_type_from_name(argv[i + 1], &cp.weight_type) ||
+                cp.weight_type == PD_WEIGHT_AUTO) {
+                fprintf(stderr, "phonediffusion: convert: --weight-type must be q8_0, q4_0, q4_1, f16, bf16 or f32\n");
+                return 2;
+            }
+            i++;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "phonediffusion: convert: unknown option '%s'\n", a);
+            return 2;
+        } else if (!in) {
+            in = a;
+        } else if (!out) {
+            out = a;
+        } else {
+            fprintf(stderr, "phonediffusion: convert: unexpected argument '%s'\n", a);
+            return 2;
+        }
+    }
+    if (!in || !out) {
+        fprintf(stderr, "usage: phonediffusion convert IN OUT.gguf [--weight-type q8_0|q4_0|q4_1|f16|bf16|f32] "
+                        "[--overwrite]\n");
+        return 2;
+    }
+    pd_error err = {0};
+    if (pd_convert(in, out, &cp, &err) != PD_OK) {
+        fprintf(stderr, "phonediffusion: convert: %s\n", err.msg);
+        return 1;
+    }
+    printf("%s (%s)\n", out, pd_weight_type_name(cp.weight_type));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
@@ -351,6 +396,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "generate")) return cli_generate(argc, argv, 2);
     if (!strcmp(cmd, "make-model")) return cli_make_model(argc, argv, 2);
+    if (!strcmp(cmd, "convert")) return cmd_convert(argc, argv);
     if (cmd[0] == '-' && strcmp(cmd, "-h") && strcmp(cmd, "--help") && strcmp(cmd, "--version"))
         return cli_generate(argc, argv, 1);   /* phonediffusion -m MODEL -p PROMPT ... */
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {

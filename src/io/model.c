@@ -16,6 +16,7 @@
  * (a lone UNet or VAE, e.g. an LCM UNet) is accepted as a one-component model.
  */
 #include "io/model.h"
+#include "io/tensor_file.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -125,7 +126,7 @@ static pd_status add_file(pd_model_src *m, const char *path, pd_st_file **out, p
         return pd_error_set(err, PD_ERR_UNSUPPORTED, "'%s': more than %d safetensors files",
                             m->path, PD_MODEL_MAX_FILES);
     pd_st_file *f = NULL;
-    pd_status st = pd_st_open(path, &f, err);
+    pd_status st = pd_tensor_file_open(path, &f, err);
     if (st != PD_OK) return st;
     m->files[m->n_files++] = f;
     *out = f;

@@ -320,12 +320,39 @@ pd_isa pd_kernels_init(pd_kernels *kt, pd_isa want) { return pd_kernels_init_pre
 
 bool pd_quant_eligible(int n, int k, int conv_cin) {
     if (conv_cin > 0) return conv_cin > 8 && n > 8;
-    return n >= 32 && k >= 32;
+    return n >= 1 && k >= 32 && k % 32 == 0;
+}
+
+/* A quantized source (GGUF) widened to fp32 rows of k (row stride ld_w elements,
+ * a multiple of 32): for layouts the quantized kernels cannot borrow. */
+static float *dequant_copy(const void *w, pd_dtype t, size_t ld_w, int n, int k) {
+    if (ld_w % 32 || (size_t)k > ld_w) return NULL;
+    float *f = malloc((size_t)n * ld_w * sizeof(float) + 1);
+    if (!f) return NULL;
+    const size_t row = pd_dtype_bytes(t, ld_w);
+    for (int r = 0; r < n; r++)
+        pd_dequantize_row(t, (const unsigned char *)w + (size_t)r * row, f + (size_t)r * ld_w, ld_w);
+    return f;
 }
 
 pd_status pd_kernels_pack_gemm(const pd_kernels *kt, pd_packed_w *out, const void *w,
                                pd_dtype w_dtype, size_t ld_w, int n, int k, const void *bias,
                                pd_dtype bias_dtype, pd_error *err) {
+    if (pd_dtype_is_quant(w_dtype)) {
+        /* Stored quantized: the rows are used where they lie (bit for bit, no copy). */
+        if (ld_w == (size_t)k && k % 32 == 0)
+            return pd_q_gemm_wrap(out, kt->gemm_nr, w_dtype, w, n, k, bias, bias_dtype, err);
+        float *f = dequant_copy(w, w_dtype, ld_w, n, k);
+        if (!f) return pd_error_set(err, PD_ERR_OOM, "cannot widen a %s weight [%d, %d] (row stride %zu)",
+                                    pd_dtype_name(w_dtype), n, k, ld_w);
+        pd_kernels tk = *kt;
+        tk.wquant = w_dtype;   /* requantized to its own type in the kernels' layout */
+        pd_status st = pd_kernels_pack_gemm(&tk, out, f, PD_DTYPE_F32, ld_w, n, k, bias, bias_dtype, err);
+        free(f);
+        return st;
+    }
+    if (pd_dtype_is_quant(kt->wquant) && pd_quant_eligible(n, k, 0))
+        return pd_q_gemm_pack(out, kt->gemm_nr, kt->wquant, w, w_dtype, ld_w, n, k, bias, bias_dtype, err);
     if (kt->wtype == PD_DTYPE_BF16)
         return pd_bf16_gemm_pack(out, kt->gemm_nr, w, w_dtype, ld_w, n, k, bias, bias_dtype, err);
     return pd_gemm_pack(out, kt->gemm_nr, w, w_dtype, ld_w, n, k, bias, bias_dtype, err);
@@ -334,6 +361,20 @@ pd_status pd_kernels_pack_gemm(const pd_kernels *kt, pd_packed_w *out, const voi
 pd_status pd_kernels_pack_conv(const pd_kernels *kt, pd_packed_w *out, const void *w,
                                pd_dtype w_dtype, int cout, int cin, int kh, int kw,
                                const void *bias, pd_dtype bias_dtype, pd_error *err) {
+    const int k = cin * kh * kw;
+    if (pd_dtype_is_quant(w_dtype)) {
+        /* Quantized in PyTorch k order (ci, ky, kx): widened, then packed in ours. */
+        float *f = dequant_copy(w, w_dtype, (size_t)k, cout, k);
+        if (!f) return pd_error_set(err, PD_ERR_UNSUPPORTED, "a %s conv weight [%d, %d, %d, %d] (rows of %d)",
+                                    pd_dtype_name(w_dtype), cout, cin, kh, kw, k);
+        pd_kernels tk = *kt;
+        tk.wquant = pd_dtype_is_quant(kt->wquant) ? kt->wquant : w_dtype;
+        pd_status st = pd_kernels_pack_conv(&tk, out, f, PD_DTYPE_F32, cout, cin, kh, kw, bias, bias_dtype, err);
+        free(f);
+        return st;
+    }
+    if (pd_dtype_is_quant(kt->wquant) && pd_quant_eligible(cout, k, cin))
+        return pd_q_conv_pack(out, kt->gemm_nr, kt->wquant, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, err);
     if (kt->wtype == PD_DTYPE_BF16)
         return pd_bf16_conv_pack(out, kt->gemm_nr, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, err);
     return pd_conv_pack(out, kt->gemm_nr, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, err);

@@ -176,8 +176,9 @@ typedef struct pd_kernels {
     void (*dequant_panels)(const pd_packed_w *q, int p0, int p1, void *dst);
 } pd_kernels;
 
-/* Whether a weight is worth quantizing under kt->wquant: a Linear [n, k] with n, k >= 32,
- * or a conv with more than 8 input and output channels (the first and last convs of the
+/* Whether a weight is quantized under kt->wquant: a Linear [n, k] with k a multiple of 32
+ * (rows of whole blocks: what stable-diffusion.cpp quantizes, so a GGUF and quantizing
+ * at load agree), or a conv with more than 8 input and output channels (the first and last convs of the
  * UNet and VAE, which touch the latents and pixels directly, keep full precision). */
 bool pd_quant_eligible(int n, int k, int conv_cin);
 

@@ -140,9 +140,14 @@ static pd_status load_qkv_split(loader *ld, int d, pd_packed_w *out, pd_error *e
         memcpy(b + (size_t)i * (size_t)d, part, (size_t)d * sizeof(float));
         pd_aligned_free(part);
     }
-    if (st == PD_OK)
-        st = pd_kernels_pack_gemm(ld->kt, out, w, PD_DTYPE_F32, (size_t)d, 3 * d, d, b,
-                          PD_DTYPE_F32, err);
+    if (st == PD_OK) {
+        const pd_st_tensor *parts[3];
+        char name[256];
+        for (int i = 0; i < 3; i++) parts[i] = find(ld, wk[i], name);
+        if (pd_nn_stackable_q(parts, 3, d))   /* stored quantized: the file's blocks as they are */
+            st = pd_nn_pack_stacked_q(ld->kt, out, parts, 3, d, d, b, err);
+        else st = pd_kernels_pack_gemm(ld->kt, out, w, PD_DTYPE_F32, (size_t)d, 3 * d, d, b, PD_DTYPE_F32, err);
+    }
 done:
     pd_aligned_free(w);
     pd_aligned_free(b);

@@ -324,18 +324,24 @@ pd_status pd_unet_load(pd_unet *out, const pd_model_src *src, const pd_kernels *
     if (st != PD_OK) return st;
     const pd_unet_arch *a = &cfg->arch;
     unet_loader ld = {{src, PD_COMP_UNET}, kt, cfg};
+    /* The time and added-condition embeddings steer every block (a few M parameters):
+     * they stay unquantized under a quantized weight type (as stored when a file holds
+     * them quantized). */
+    pd_kernels kt_embed = *kt;
+    kt_embed.wquant = PD_DTYPE_INVALID;
+    unet_loader le = {{src, PD_COMP_UNET}, &kt_embed, cfg};
     const int n = a->n_levels, L = a->layers_per_block, t = cfg->temb_dim;
 
     st = load_top_conv(&ld, &out->conv_in, PD_UNET_CONV_IN_W, PD_UNET_CONV_IN_B, a->model_channels,
                        a->in_channels, err);
-    if (st == PD_OK) st = load_linear(&ld, PD_UNET_TIME1_W, PD_UNET_TIME1_B, t, cfg->time_proj_dim, &out->time1, err);
-    if (st == PD_OK) st = load_linear(&ld, PD_UNET_TIME2_W, PD_UNET_TIME2_B, t, t, &out->time2, err);
+    if (st == PD_OK) st = load_linear(&le, PD_UNET_TIME1_W, PD_UNET_TIME1_B, t, cfg->time_proj_dim, &out->time1, err);
+    if (st == PD_OK) st = load_linear(&le, PD_UNET_TIME2_W, PD_UNET_TIME2_B, t, t, &out->time2, err);
     if (st == PD_OK && cfg->time_cond_proj_dim > 0)
-        st = load_linear(&ld, PD_UNET_COND_PROJ_W, -1, cfg->time_proj_dim, cfg->time_cond_proj_dim,
+        st = load_linear(&le, PD_UNET_COND_PROJ_W, -1, cfg->time_proj_dim, cfg->time_cond_proj_dim,
                          &out->cond_proj, err);
     if (st == PD_OK && cfg->adm_in_channels > 0) {
-        st = load_linear(&ld, PD_UNET_ADD1_W, PD_UNET_ADD1_B, t, cfg->adm_in_channels, &out->add1, err);
-        if (st == PD_OK) st = load_linear(&ld, PD_UNET_ADD2_W, PD_UNET_ADD2_B, t, t, &out->add2, err);
+        st = load_linear(&le, PD_UNET_ADD1_W, PD_UNET_ADD1_B, t, cfg->adm_in_channels, &out->add1, err);
+        if (st == PD_OK) st = load_linear(&le, PD_UNET_ADD2_W, PD_UNET_ADD2_B, t, t, &out->add2, err);
     }
     if (st != PD_OK) goto fail;
 

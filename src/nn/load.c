@@ -10,6 +10,7 @@
 
 #include "base/arena.h"
 #include "base/half.h"
+#include "kernels/quant/quant.h"
 
 static void full_name(const pd_load_ctx *lc, const char *rel, char *buf, size_t n) {
     pd_model_full_name(lc->src, lc->comp, rel, buf, n);
@@ -30,8 +31,13 @@ pd_status pd_nn_check(const pd_load_ctx *lc, const pd_st_tensor *t, const char *
     if (!t)
         return pd_error_set(err, PD_ERR_MISSING, "%s: tensor '%s' is missing",
                             pd_component_name(lc->comp), name);
-    if (t->dtype != PD_DTYPE_F32 && t->dtype != PD_DTYPE_F16 && t->dtype != PD_DTYPE_BF16)
-        return pd_error_set(err, PD_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected F32, F16 or BF16)",
+    if (t->dtype != PD_DTYPE_F32 && t->dtype != PD_DTYPE_F16 && t->dtype != PD_DTYPE_BF16 &&
+        !pd_dtype_is_quant(t->dtype))
+        return pd_error_set(err, PD_ERR_UNSUPPORTED,
+                            "%s: tensor '%s' has dtype %s (expected F32, F16, BF16, Q8_0, Q4_0 or Q4_1)",
+                            pd_component_name(lc->comp), name, pd_dtype_name(t->dtype));
+    if (pd_dtype_is_quant(t->dtype) && (t->ndim < 1 || t->shape[t->ndim - 1] % 32))
+        return pd_error_set(err, PD_ERR_FORMAT, "%s: tensor '%s' is %s with rows that are not whole blocks of 32",
                             pd_component_name(lc->comp), name, pd_dtype_name(t->dtype));
     bool ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
@@ -45,9 +51,16 @@ pd_status pd_nn_check(const pd_load_ctx *lc, const pd_st_tensor *t, const char *
     return PD_OK;
 }
 
-/* Converts n elements starting at element `first` of t (dtype already checked). */
+/* Converts n elements starting at element `first` of t (dtype already checked; for
+ * the block types first and n are whole rows, multiples of 32). */
 static void convert_f32(const pd_st_tensor *t, size_t first, size_t n, float *dst) {
-    pd_to_f32(dst, (const unsigned char *)t->data + first * pd_dtype_size(t->dtype), t->dtype, n);
+    const unsigned char *src = (const unsigned char *)t->data + pd_dtype_bytes(t->dtype, first);
+    if (pd_dtype_is_quant(t->dtype)) pd_dequantize_row(t->dtype, src, dst, n);
+    else pd_to_f32(dst, src, t->dtype, n);
+}
+
+void pd_nn_convert_f32(const pd_st_tensor *t, float *dst) {
+    if (t->numel) convert_f32(t, 0, (size_t)t->numel, dst);
 }
 
 void pd_nn_row_f32(const pd_st_tensor *t, int64_t row, float *dst) {
@@ -80,7 +93,7 @@ pd_status pd_nn_pack(const pd_load_ctx *lc, const pd_kernels *kt, pd_packed_w *o
         /* Straight from the mapping: the packers widen F16/BF16 rows itself. */
         st = pd_kernels_pack_gemm(kt, out, w->data, w->dtype, (size_t)k, n, k, b ? b->data : NULL,
                           b ? b->dtype : PD_DTYPE_F32, err);
-        if (st == PD_OK) pd_model_release(lc->src, w);   /* the packed copy replaces it */
+        if (st == PD_OK && !out->q_borrowed) pd_model_release(lc->src, w);   /* the packed copy replaces it */
         goto named;
     }
     st = pd_nn_to_f32(lc, w, w_name, &wf, err);
@@ -111,4 +124,31 @@ done:
     pd_aligned_free(wf);
     pd_aligned_free(bf);
     return st;
+}
+
+bool pd_nn_stackable_q(const pd_st_tensor *const *parts, int count, int k) {
+    if (count < 1 || k % 32 || !pd_dtype_is_quant(parts[0]->dtype)) return false;
+    for (int i = 1; i < count; i++)
+        if (parts[i]->dtype != parts[0]->dtype) return false;
+    return true;
+}
+
+pd_status pd_nn_pack_stacked_q(const pd_kernels *kt, pd_packed_w *out, const pd_st_tensor *const *parts,
+                               int count, int n, int k, const float *bias, pd_error *err) {
+    const pd_dtype t = parts[0]->dtype;
+    const size_t part = pd_dtype_bytes(t, (size_t)n * (size_t)k);
+    unsigned char *buf = malloc((size_t)count * part + 64);
+    if (!buf) return pd_error_set(err, PD_ERR_OOM, "out of memory stacking %d quantized weights", count);
+    for (int i = 0; i < count; i++) {
+        PD_ASSERT(parts[i]->nbytes == part);
+        memcpy(buf + (size_t)i * part, parts[i]->data, part);
+    }
+    memset(buf + (size_t)count * part, 0, 64);
+    pd_status st = pd_q_gemm_wrap(out, kt->gemm_nr, t, buf, count * n, k, bias, PD_DTYPE_F32, err);
+    if (st != PD_OK) {
+        free(buf);
+        return st;
+    }
+    out->q_borrowed = false;   /* the copy is the weight's own (freed with it) */
+    return PD_OK;
 }

@@ -71,6 +71,19 @@ pd_status pd_nn_pack(const pd_load_ctx *lc, const pd_kernels *kt, pd_packed_w *o
                      const pd_st_tensor *w, const char *w_name, const pd_st_tensor *b,
                      const char *b_name, int n, int k, bool transpose, pd_error *err);
 
+/* Whether `count` checked [n, k] tensors can be stacked without requantizing: all of one
+ * block type, k a multiple of 32. */
+bool pd_nn_stackable_q(const pd_st_tensor *const *parts, int count, int k);
+
+/* Stacks `count` quantized [n, k] tensors (pd_nn_stackable_q) along n into one packed
+ * weight [count * n, k] by copying their blocks: the values are exactly the file's. bias:
+ * fp32 [count * n] or NULL. */
+pd_status pd_nn_pack_stacked_q(const pd_kernels *kt, pd_packed_w *out, const pd_st_tensor *const *parts,
+                               int count, int n, int k, const float *bias, pd_error *err);
+
+/* Converts all of t (already checked: float or block type) to fp32 at dst. */
+void pd_nn_convert_f32(const pd_st_tensor *t, float *dst);
+
 /* Copies row `row` of a 2-D float tensor (F32/F16/BF16, possibly unaligned) to dst. */
 void pd_nn_row_f32(const pd_st_tensor *t, int64_t row, float *dst);
 

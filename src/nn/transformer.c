@@ -84,17 +84,22 @@ static pd_status load_linear(tf_loader *ld, pd_unet_tf_key wkey, pd_unet_tf_key 
 static pd_status load_stacked(tf_loader *ld, const pd_unet_tf_key *keys, int count, int blk, int n,
                               int k, pd_packed_w *out, pd_error *err) {
     size_t part = (size_t)n * (size_t)k;
+    const pd_st_tensor *parts[3];
+    pd_status st = PD_OK;
+    PD_ASSERT(count <= 3);
+    for (int i = 0; i < count && st == PD_OK; i++) {
+        int64_t shape[2] = {n, k};
+        parts[i] = tf_find(ld, keys[i], blk);
+        st = pd_nn_check(&ld->lc, parts[i], ld->name, 2, shape, err);
+    }
+    if (st != PD_OK) return st;
+    if (pd_nn_stackable_q(parts, count, k))   /* stored quantized: the file's blocks as they are */
+        return pd_nn_pack_stacked_q(ld->kt, out, parts, count, n, k, NULL, err);
     float *buf = pd_aligned_alloc((size_t)count * part * sizeof(float));
     if (!buf) return pd_error_set(err, PD_ERR_OOM, "unet: out of memory loading '%s'", ld->prefix);
-    pd_status st = PD_OK;
-    for (int i = 0; i < count && st == PD_OK; i++) {
-        const pd_st_tensor *t = tf_find(ld, keys[i], blk);
-        int64_t shape[2] = {n, k};
-        st = pd_nn_check(&ld->lc, t, ld->name, 2, shape, err);
-        if (st == PD_OK) {
-            pd_to_f32(buf + (size_t)i * part, t->data, t->dtype, part);
-            pd_model_release(ld->lc.src, t);
-        }
+    for (int i = 0; i < count; i++) {
+        pd_nn_convert_f32(parts[i], buf + (size_t)i * part);
+        pd_model_release(ld->lc.src, parts[i]);
     }
     if (st == PD_OK)
         st = pd_kernels_pack_gemm(ld->kt, out, buf, PD_DTYPE_F32, (size_t)k, count * n, k, NULL,

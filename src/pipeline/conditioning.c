@@ -82,7 +82,7 @@ static pd_status run_encoder(const pd_ctx *ctx, const enc_job *job, const pd_tok
         free(proj_all);
         return pd_error_set(err, PD_ERR_OOM, "out of memory encoding %d prompt chunks", n);
     }
-    pd_nn nn = {.kt = &ctx->kt_exact, .pool = ctx->pool};
+    pd_nn nn = pd_ctx_nn(ctx, &ctx->kt_exact);
     pd_clip_request req = {.ids = ch->ids, .n_seq = n, .hidden_layer = job->hidden_layer,
                            .hidden_final_ln = job->final_ln, .hidden = hidden,
                            .projected = proj_all};

@@ -11,6 +11,7 @@
 
 #include "base/cpu.h"
 #include "base/sysmem.h"
+#include "kernels/quant/quant.h"
 
 pd_ctx_params pd_ctx_default_params(void) {
     pd_ctx_params p;
@@ -65,6 +66,21 @@ bool pd_weight_type_from_name(const char *s, pd_weight_type *out) {
             return true;
         }
     return false;
+}
+
+pd_nn pd_ctx_nn(const pd_ctx *ctx, const pd_kernels *kt) {
+    return (pd_nn){.kt = kt, .pool = ctx->pool, .wscratch = ctx->wscratch, .wscratch_bytes = ctx->wscratch_bytes};
+}
+
+/* The longest weight row (k of a Linear, cin*kh*kw of a conv) among m's tensors. */
+static int64_t max_row(const pd_model_src *m) {
+    int64_t k = 0;
+    for (int f = 0; m && f < m->n_files; f++)
+        for (int i = 0; i < m->files[f]->n_tensors; i++) {
+            const pd_st_tensor *t = &m->files[f]->tensors[i];
+            if (t->ndim >= 2 && t->shape[0] > 0 && t->numel / t->shape[0] > k) k = t->numel / t->shape[0];
+        }
+    return k;
 }
 
 /* The quantized type most of m's stored bytes use (GGUF files), else INVALID. */
@@ -291,6 +307,23 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
         }
     }
 
+    if (pd_dtype_is_quant(ctx->kt.wquant) || stored_quant(ctx->src) != PD_DTYPE_INVALID ||
+        stored_quant(ctx->unet_src) != PD_DTYPE_INVALID) {
+        /* Quantized weights run through per-thread panels of the longest row. */
+        int64_t k = PD_MAX(max_row(ctx->src), max_row(ctx->unet_src));
+        if (k > (1 << 20)) {
+            st = pd_error_set(err, PD_ERR_UNSUPPORTED, "'%s': a weight row of %lld elements", path, (long long)k);
+            goto fail;
+        }
+        size_t per = PD_MAX(pd_q_scratch_bytes(&ctx->kt, (int)k), pd_q_scratch_bytes(&ctx->kt_exact, (int)k));
+        per = PD_MAX(per, (size_t)PD_Q_CHUNK_BYTES) + 64;
+        ctx->wscratch_bytes = per * (size_t)pd_pool_size(ctx->pool);
+        ctx->wscratch = pd_aligned_alloc(ctx->wscratch_bytes);
+        if (!ctx->wscratch) {
+            st = pd_error_set(err, PD_ERR_OOM, "out of memory for %zu bytes of dequantization panels", ctx->wscratch_bytes);
+            goto fail;
+        }
+    }
     int n_steps = (int)ctx->has_text1 + (int)ctx->has_text2 + (int)ctx->has_unet + (int)ctx->has_vae +
                   (int)ctx->has_taesd;
     int step = 0;
@@ -354,6 +387,7 @@ void pd_ctx_free(pd_ctx *ctx) {
     pd_taesd_free(&ctx->taesd);
     pd_tokenizer_free(ctx->tok);
     pd_pool_free(ctx->pool);
+    pd_aligned_free(ctx->wscratch);
     pd_model_close(ctx->src);
     pd_model_close(ctx->unet_src);
     free(ctx);

@@ -42,6 +42,9 @@ struct pd_ctx {
     pd_taesd taesd;
     pd_sched_config sched;   /* the model's scheduler config, else the family default */
     int64_t max_memory;      /* params.max_memory (0: no limit) */
+    void *wscratch;          /* per-thread dequantization panels (pd_nn.wscratch), or NULL
+                                when no weight is quantized */
+    size_t wscratch_bytes;
     pd_mem_plan mem;         /* weights and staging; stage_text / stage_vae: text1/text2 and
                                 vae hold only their configs, and the weights are loaded
                                 per use through the acquire functions below */
@@ -61,6 +64,9 @@ void pd_ctx_vae_release(pd_vae *tmp);
 /* pd_encode_text with the given encoders (from pd_ctx_text_acquire). */
 pd_status pd_encode_text_with(const pd_ctx *ctx, const pd_clip *e1, const pd_clip *e2,
                               const pd_text_params *params, pd_cond **out, pd_error *err);
+
+/* The execution context for kt (ctx->kt or ctx->kt_exact). */
+pd_nn pd_ctx_nn(const pd_ctx *ctx, const pd_kernels *kt);
 
 /* Logs the resident set after a stage (debug level: --verbose). */
 void pd_ctx_log_memory(const pd_ctx *ctx, const char *stage, size_t estimate);

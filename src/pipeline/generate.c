@@ -335,7 +335,7 @@ static pd_status alloc_job(job *j, pd_error *err) {
 /* eps = guided noise prediction for x_in at timestep t. */
 static pd_status predict(job *j, float t, int *evals, pd_error *err) {
     const pd_ctx *ctx = j->ctx;
-    pd_nn nn = {.kt = &ctx->kt, .pool = ctx->pool};
+    pd_nn nn = pd_ctx_nn(ctx, &ctx->kt);
     const pd_cond *c = j->cond, *u = j->uncond;
     const size_t n = j->n_lat;
     int dim = c->dim;
@@ -399,7 +399,7 @@ static pd_status init_latents(job *j, pd_rng *rng, pd_error *err) {
         for (size_t i = 0; i < n; i++) j->latents[i] = j->noise[i] * j->plan->init_noise_sigma;
         return PD_OK;
     }
-    pd_nn nn = {.kt = &ctx->kt, .pool = ctx->pool};
+    pd_nn nn = pd_ctx_nn(ctx, &ctx->kt);
     size_t px = (size_t)j->width * (size_t)j->height * 3;
     pd_vae_image_from_u8(j->image, j->p->init_image, px);
     size_t nl = (size_t)j->lh * (size_t)j->lw * (size_t)j->lc;
@@ -437,7 +437,7 @@ static pd_status init_latents(job *j, pd_rng *rng, pd_error *err) {
  * the KL VAE latents / scaling_factor (+ shift), whole or in tiles. */
 static pd_status decode(job *j, const float *latents, pd_error *err) {
     const pd_ctx *ctx = j->ctx;
-    pd_nn nn = {.kt = &ctx->kt, .pool = ctx->pool};
+    pd_nn nn = pd_ctx_nn(ctx, &ctx->kt);
     if (j->taesd_dec) {
         pd_nchw_to_nhwc(j->x_in, latents, j->lc, j->lh, j->lw);
         return pd_taesd_decode(&ctx->taesd, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
@@ -463,7 +463,7 @@ static pd_status decode(job *j, const float *latents, pd_error *err) {
  * free between steps. */
 static pd_status make_preview(job *j, pd_error *err) {
     const pd_ctx *ctx = j->ctx;
-    pd_nn nn = {.kt = &ctx->kt, .pool = ctx->pool};
+    pd_nn nn = pd_ctx_nn(ctx, &ctx->kt);
     const float *x0 = pd_sampler_denoised(j->sampler);
     pd_nchw_to_nhwc(j->x_in, x0 ? x0 : j->latents, j->lc, j->lh, j->lw);
     pd_status st = pd_taesd_decode(&ctx->taesd, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
