@@ -9,6 +9,14 @@
  *             [--sampler S] [--spacing leading|linspace|trailing] [--taesd PATH]
  *             [--vae-tiling auto|on|off] [--runs N] [--threads N]
  *             [--precision auto|fp32|bf16] [--isa scalar|avx2|avx512|amx]
+ *             [--weight-type auto|f16|bf16|q8_0|q4_0|q4_1] [--max-memory BYTES|--low-memory]
+ *             [--psnr-fp32] [--verbose]
+ *
+ * Memory: peak RSS after load and at the end (VmHWM), and with --max-memory or
+ * --low-memory the engine's per-stage report (--verbose prints the log). --psnr-fp32:
+ * after the timed runs (and the RSS figures), the first image is made again on the
+ * exact fp32 path (no quantization) and the PSNR of the timed image against it is
+ * printed: the quality cost of the weight type and precision.
  *
  * Presets: lcm4 = 512x512, lcm sampler, 4 steps, CFG 1 (one UNet pass per step);
  * euler20 = 512x512, euler_a, 20 steps, CFG 7 (two passes per step); sdxl4 =
@@ -23,6 +31,7 @@
  * The ISA can also be forced with PD_ISA=...; the first run includes the first-touch
  * page faults of the scratch buffers, so medians of >= 3 runs are what to quote.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,14 +51,31 @@ typedef struct opts {
     float cfg;
     pd_precision precision;
     pd_isa isa;
+    pd_weight_type weight_type;
+    int64_t max_memory;
+    bool low_memory, psnr_fp32, verbose;
 } opts;
+
+static void log_stderr(pd_log_level level, const char *msg, void *user) {
+    (void)level;
+    (void)user;
+    fprintf(stderr, "  [log] %s\n", msg);
+}
+
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
 
 static int usage(void) {
     fprintf(stderr,
             "usage: bench_e2e -m MODEL --vocab DIR [--preset lcm4|euler20|sdxl4|turbo1] [-W N -H N]\n"
             "                 [--steps N] [--cfg X] [--sampler S] [--spacing leading|linspace|trailing]\n"
             "                 [--taesd PATH] [--vae-tiling auto|on|off] [--runs N] [--threads N]\n"
-            "                 [--precision auto|fp32|bf16] [--isa scalar|avx2|avx512|amx]\n");
+            "                 [--precision auto|fp32|bf16] [--isa scalar|avx2|avx512|amx]\n"
+            "                 [--weight-type auto|f16|bf16|q8_0|q4_0|q4_1] [--max-memory BYTES | --low-memory]\n"
+            "                 [--psnr-fp32] [--verbose]\n");
     return 2;
 }
 
@@ -66,6 +92,12 @@ static double median(double *v, int n) {
 static bool parse(int argc, char **argv, opts *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--low-memory") || !strcmp(a, "--psnr-fp32") || !strcmp(a, "--verbose")) {
+            if (a[2] == 'l') o->low_memory = true;
+            else if (a[2] == 'p') o->psnr_fp32 = true;
+            else o->verbose = true;
+            continue;
+        }
         if (!v) return false;
         i++;
         if (!strcmp(a, "-m")) o->model = v;
@@ -73,6 +105,9 @@ static bool parse(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--sampler")) o->sampler = v;
         else if (!strcmp(a, "--spacing")) o->spacing = v;
         else if (!strcmp(a, "--taesd")) o->taesd = v;
+        else if (!strcmp(a, "--weight-type")) {
+            if (!pd_weight_type_from_name(v, &o->weight_type)) return false;
+        } else if (!strcmp(a, "--max-memory")) o->max_memory = atoll(v);
         else if (!strcmp(a, "--vae-tiling")) {
             if (!strcmp(v, "auto")) o->tiling = PD_VAE_TILING_AUTO;
             else if (!strcmp(v, "on")) o->tiling = PD_VAE_TILING_ON;
@@ -146,6 +181,10 @@ int main(int argc, char **argv) {
     cp.precision = o.precision;
     cp.vocab_path = o.vocab;
     cp.taesd_path = o.taesd;
+    cp.weight_type = o.weight_type;
+    cp.max_memory = o.max_memory;
+    cp.low_memory = o.low_memory;
+    if (o.verbose) cp.log = log_stderr;
     pd_ctx *ctx = NULL;
     pd_error err = {0};
     const double t0 = peak_now_s();
@@ -154,6 +193,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     const double load_s = peak_now_s() - t0;
+    const double rss_load = peak_rss_mib();
+    uint8_t *first = NULL;   /* run 1's image, for --psnr-fp32 */
+    size_t n_px = 0;
     const pd_isa isa = pd_ctx_isa(ctx);
     const pd_precision prec = pd_ctx_precision(ctx);
 
@@ -184,22 +226,61 @@ int main(int argc, char **argv) {
         total[r] = t->total_s;
         fprintf(stderr, "  run %d: text %.3f s, UNet %.3f s/eval x %d, decode %.3f s, total %.3f s\n", r + 1,
                 text[r], unet[r], evals, decode[r], total[r]);
+        if (r == 0 && o.psnr_fp32) {
+            n_px = (size_t)res->images[0].width * (size_t)res->images[0].height * 3;
+            first = malloc(n_px);
+            if (first) memcpy(first, res->images[0].rgb, n_px);
+        }
         pd_result_free(res);
     }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
+    const double rss_end = peak_rss_mib();
     const pd_family family = pd_ctx_family(ctx);
     pd_ctx_free(ctx);
+    double psnr = -1;
+    if (first) {
+        /* The same first image on the exact path: fp32 arithmetic, unquantized weights. */
+        cp.precision = PD_PRECISION_FP32;
+        cp.weight_type = PD_WEIGHT_F32;
+        cp.max_memory = 0;
+        cp.low_memory = false;
+        cp.log = NULL;
+        pd_gen_params gp = pd_gen_default_params();
+        gp.prompt = "a photograph of an astronaut riding a horse, highly detailed";
+        gp.width = o.width;
+        gp.height = o.height;
+        gp.steps = o.steps;
+        gp.cfg_scale = o.cfg;
+        gp.sampler = o.sampler;
+        gp.timestep_spacing = o.spacing;
+        gp.vae_tiling = o.tiling;
+        gp.seed = 1;
+        pd_result *res = NULL;
+        if (pd_ctx_load(o.model, &cp, &ctx, &err) != PD_OK || pd_generate(ctx, &gp, &res, &err) != PD_OK) {
+            fprintf(stderr, "bench_e2e: fp32 reference: %s\n", err.msg);
+        } else {
+            double se = 0;
+            for (size_t i = 0; i < n_px; i++) {
+                const double d = (double)first[i] - (double)res->images[0].rgb[i];
+                se += d * d;
+            }
+            psnr = se == 0 ? 99.0 : 10.0 * log10(255.0 * 255.0 / (se / (double)n_px));
+        }
+        pd_result_free(res);
+        pd_ctx_free(ctx);
+        free(first);
+    }
 
     const double m_unet = median(unet, o.runs), m_dec = median(decode, o.runs);
-    printf("model %s, %dx%d, %s %d steps, CFG %.1f, %d threads, kernels %s %s\n", o.model, o.width, o.height,
-           o.sampler, o.steps, (double)o.cfg, threads, pd_isa_name(isa), pd_precision_name(prec));
+    printf("model %s, %dx%d, %s %d steps, CFG %.1f, %d threads, kernels %s %s, weights %s%s\n", o.model, o.width,
+           o.height, o.sampler, o.steps, (double)o.cfg, threads, pd_isa_name(isa), pd_precision_name(prec),
+           pd_weight_type_name(o.weight_type), o.low_memory ? ", low memory" : "");
     printf("load          %8.2f s\n", load_s);
     printf("text encode   %8.3f s   (median of %d runs)\n", median(text, o.runs), o.runs);
     printf("UNet eval     %8.3f s   x %d evaluations\n", m_unet, evals);
     printf("%-13s %8.3f s\n", o.taesd ? "TAESD decode" : "VAE decode", m_dec);
     printf("total         %8.3f s   (excluding load)\n", median(total, o.runs));
-    printf("peak RSS      %8.0f MiB\n", (double)ru.ru_maxrss / 1024.0);
+    printf("peak RSS      %8.0f MiB   (%.0f MiB after load)\n", rss_end, rss_load);
+    if (psnr >= 0) printf("PSNR vs fp32  %8.1f dB   (first image, same seed, exact fp32 path)\n", psnr);
     /* DESIGN.md's work model, scaled by the pixel count. */
     double unet_flop = 0, vae_flop = 0;
     if (family == PD_FAMILY_SD1) {

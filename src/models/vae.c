@@ -191,12 +191,17 @@ static pd_status load_coder(loader *ld, bool decoder, pd_vae_coder *co, pd_error
 }
 
 pd_status pd_vae_load(pd_vae *out, const pd_model_src *src, const pd_kernels *kt, pd_error *err) {
+    return pd_vae_load_parts(out, src, kt, true, true, err);
+}
+
+pd_status pd_vae_load_parts(pd_vae *out, const pd_model_src *src, const pd_kernels *kt, bool encoder,
+                            bool decoder, pd_error *err) {
     memset(out, 0, sizeof *out);
     pd_status st = pd_vae_read_config(&out->cfg, src, err);
     if (st != PD_OK) return st;
     loader ld = {{src, PD_COMP_VAE}, kt, &out->cfg, "", ""};
     const pd_vae_arch *a = &out->cfg.arch;
-    if (a->has_encoder) {
+    if (a->has_encoder && encoder) {
         out->has_encoder = true;
         st = load_coder(&ld, false, &out->enc, err);
         if (st == PD_OK && a->has_quant_conv) {
@@ -205,12 +210,12 @@ pd_status pd_vae_load(pd_vae *out, const pd_model_src *src, const pd_kernels *kt
             out->has_quant = st == PD_OK;
         }
     }
-    if (st == PD_OK && a->has_post_quant_conv) {
+    if (st == PD_OK && decoder && a->has_post_quant_conv) {
         st = load_conv(&ld, PD_VAE_POST_QUANT_CONV, 0, PD_VAE_PART_SELF, a->latent_channels,
                        a->latent_channels, 1, 1, 0, &out->post_quant_conv, err);
         out->has_post_quant = st == PD_OK;
     }
-    if (st == PD_OK) st = load_coder(&ld, true, &out->dec, err);
+    if (st == PD_OK && decoder) st = load_coder(&ld, true, &out->dec, err);
     if (st != PD_OK) pd_vae_free(out);
     return st;
 }

@@ -90,6 +90,11 @@ pd_status pd_vae_read_config(pd_vae_config *cfg, const pd_model_src *src, pd_err
 
 /* Loads src's VAE (packed copies; src may be closed afterwards). */
 pd_status pd_vae_load(pd_vae *out, const pd_model_src *src, const pd_kernels *kt, pd_error *err);
+/* As pd_vae_load with only the encoder (+ quant_conv) and/or only the decoder
+ * (+ post_quant_conv) loaded: the staged pipeline loads the half it runs. has_encoder
+ * tells whether the encoder was loaded. */
+pd_status pd_vae_load_parts(pd_vae *out, const pd_model_src *src, const pd_kernels *kt, bool encoder,
+                            bool decoder, pd_error *err);
 void pd_vae_free(pd_vae *m);   /* NULL-tolerant */
 
 /* Optional observer of intermediate tensors (tests, debugging): called with diffusers
@@ -175,6 +180,11 @@ pd_vae_tiling pd_vae_tiling_default(const pd_vae_config *cfg);
  * latents): 2 x 2 tiles of 72, 1.27x the pixels of one pass and 660 MiB of scratch,
  * where fixed tiles of 64 decode 3 x 3 (2.25x, 524 MiB). */
 pd_vae_tiling pd_vae_tiling_fit(const pd_vae_config *cfg, int lat_h, int lat_w);
+
+/* Smaller tiles for a memory budget: n tiles along the longer side (n >= 2), the
+ * fitted overlap (at most a quarter of the tile); the fitted tiling when that is not
+ * smaller. Activations shrink with the tile's area, work grows with the overlap. */
+pd_vae_tiling pd_vae_tiling_split(const pd_vae_config *cfg, int lat_h, int lat_w, int n);
 
 /* Whether a lat_h x lat_w latent should be decoded in tiles: true above 768x768 image
  * pixels (lat_h * lat_w * scale^2 > 768 * 768). */

@@ -140,6 +140,19 @@ pd_vae_tiling pd_vae_tiling_fit(const pd_vae_config *cfg, int lat_h, int lat_w) 
     return t;
 }
 
+pd_vae_tiling pd_vae_tiling_split(const pd_vae_config *cfg, int lat_h, int lat_w, int n) {
+    pd_vae_tiling t = pd_vae_tiling_fit(cfg, lat_h, lat_w);
+    const int side = PD_MAX(lat_h, lat_w);
+    if (n < 1) return t;
+    /* n tiles along the longer side; the overlap of the fitted tiling, but at most a
+     * quarter of the tile. */
+    for (int o = t.overlap; o >= 1; o--) {
+        const int tile = (side + (n - 1) * o + n - 1) / n;
+        if (tile < t.tile && 4 * o <= tile && tile >= 2) return (pd_vae_tiling){tile, o};
+    }
+    return t;
+}
+
 bool pd_vae_tiling_auto(const pd_vae_config *cfg, int lat_h, int lat_w) {
     const int64_t s = cfg->scale;
     return (int64_t)lat_h * s * (int64_t)lat_w * s > (int64_t)768 * 768;

@@ -114,6 +114,7 @@ static pd_status plan_memory(pd_ctx *ctx, const pd_model_src *unet_from, const p
                 pd_mem_weights(ctx->src, PD_COMP_TEXT2, &ctx->kt_exact);
     m->w_unet = ctx->has_unet ? pd_mem_weights(unet_from, PD_COMP_UNET, &ctx->kt) : 0;
     m->w_vae = ctx->has_vae ? pd_mem_weights(ctx->src, PD_COMP_VAE, &ctx->kt) : 0;
+    m->w_vae_dec = ctx->has_vae ? pd_mem_weights_part(ctx->src, PD_COMP_VAE, &ctx->kt, true) : 0;
     m->w_taesd = ctx->has_taesd ? (size_t)16 << 20 : 0;   /* ~2.5 M parameters each way */
     /* Activations at the native size (the run re-plans at its own): the text encoders on
      * one 77-token chunk (a few MiB; 16 MiB covers bigG), the UNet with CFG (batch 2),
@@ -129,7 +130,8 @@ static pd_status plan_memory(pd_ctx *ctx, const pd_model_src *unet_from, const p
         m->a_dec = pd_taesd_decode_scratch_bytes(&ctx->taesd, lat, lat);
     } else if (ctx->has_vae) {
         const pd_vae_config *vc = &ctx->vae.cfg;
-        pd_vae_tiling t[3] = {pd_vae_tiling_fit(vc, lat, lat), {48, 12}, {32, 8}};
+        pd_vae_tiling t[3] = {pd_vae_tiling_fit(vc, lat, lat), pd_vae_tiling_split(vc, lat, lat, 2),
+                              pd_vae_tiling_split(vc, lat, lat, 3)};
         m->a_dec = pd_vae_tiling_auto(vc, lat, lat) ? pd_vae_decode_tiled_scratch_bytes(vc, lat, lat, &t[0])
                                                     : pd_vae_decode_scratch_bytes(vc, lat, lat);
         for (int i = 0; i < 3; i++) tiled[n_tiled++] = pd_vae_decode_tiled_scratch_bytes(vc, lat, lat, &t[i]) + bufs;
@@ -183,11 +185,11 @@ void pd_ctx_text_release(pd_clip tmp[2]) {
     pd_clip_free(&tmp[1]);
 }
 
-pd_status pd_ctx_vae_acquire(const pd_ctx *ctx, pd_vae *tmp, const pd_vae **vae, pd_error *err) {
+pd_status pd_ctx_vae_acquire(const pd_ctx *ctx, pd_vae *tmp, bool encoder, const pd_vae **vae, pd_error *err) {
     memset(tmp, 0, sizeof *tmp);
     *vae = &ctx->vae;
     if (!ctx->mem.stage_vae || !ctx->has_vae) return PD_OK;
-    pd_status st = pd_vae_load(tmp, ctx->src, &ctx->kt, err);
+    pd_status st = pd_vae_load_parts(tmp, ctx->src, &ctx->kt, encoder, !encoder, err);
     *vae = &tmp[0];
     return st;
 }

@@ -56,9 +56,9 @@ pd_status pd_ctx_text_acquire(const pd_ctx *ctx, pd_clip tmp[2], const pd_clip *
                               const pd_clip **e2, pd_error *err);
 void pd_ctx_text_release(pd_clip tmp[2]);
 
-/* The VAE to run: the resident one, or (staged) loaded into *tmp. Release with
- * pd_ctx_vae_release(tmp). */
-pd_status pd_ctx_vae_acquire(const pd_ctx *ctx, pd_vae *tmp, const pd_vae **vae, pd_error *err);
+/* The VAE to run: the resident one, or (staged) its encoder or decoder half loaded into
+ * *tmp. Release with pd_ctx_vae_release(tmp). */
+pd_status pd_ctx_vae_acquire(const pd_ctx *ctx, pd_vae *tmp, bool encoder, const pd_vae **vae, pd_error *err);
 void pd_ctx_vae_release(pd_vae *tmp);
 
 /* pd_encode_text with the given encoders (from pd_ctx_text_acquire). */

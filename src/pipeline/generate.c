@@ -127,10 +127,11 @@ static pd_status job_arena(job *j, size_t bytes, pd_error *err) {
     return PD_OK;
 }
 
-/* The VAE's weights: the context's, or (staged) loaded now and kept for the run. */
-static pd_status job_vae(job *j, pd_error *err) {
+/* The VAE's weights: the context's, or (staged) the half needed loaded now (released
+ * again by the caller when the run splits its arenas). */
+static pd_status job_vae(job *j, bool encoder, pd_error *err) {
     if (j->vae) return PD_OK;
-    pd_status st = pd_ctx_vae_acquire(j->ctx, &j->vae_tmp, &j->vae, err);
+    pd_status st = pd_ctx_vae_acquire(j->ctx, &j->vae_tmp, encoder, &j->vae, err);
     if (st != PD_OK) j->vae = NULL;
     else if (j->ctx->mem.stage_vae) pd_ctx_log_memory(j->ctx, "VAE load", j->mem_peak);
     return st;
@@ -270,19 +271,20 @@ static pd_status alloc_job(job *j, pd_error *err) {
     j->split = ctx->mem.stage_vae && !j->taesd_dec;
     j->run_b = PD_MAX(unet_b, enc_b);
     j->dec_b = decode_bytes(j);
+    pd_mem_plan plan = ctx->mem;
+    plan.a_unet = j->run_b + bufs;
+    plan.a_dec = j->dec_b + bufs;
+    pd_mem_plan_peaks(&plan);
+    j->mem_peak = pd_mem_plan_peak(&plan);
     if (ctx->max_memory > 0) {
-        pd_mem_plan plan = ctx->mem;
         const size_t budget = (size_t)ctx->max_memory;
-        plan.a_unet = j->run_b + bufs;
-        plan.a_dec = j->dec_b + bufs;
-        pd_mem_plan_peaks(&plan);
         /* Automatic tiling: tile when the untiled decode does not fit, with smaller tiles
-         * while they do not either (down to 32 latent pixels, overlap 8). */
+         * while they do not either (up to 4 per side). */
         if (plan.peak_decode > budget && ctx->has_vae && !j->taesd_dec && j->p->vae_tiling == PD_VAE_TILING_AUTO) {
-            const int tiles[] = {0, 48, 32};
-            for (size_t t = 0; t < PD_COUNT(tiles) && plan.peak_decode > budget; t++) {
+            for (int t = 0; t < 4 && plan.peak_decode > budget; t++) {   /* fitted, then 2, 3, 4 per side */
                 j->tiled = true;
-                j->tiling = tiles[t] ? (pd_vae_tiling){tiles[t], tiles[t] / 4} : pd_vae_tiling_fit(&ctx->vae.cfg, j->lh, j->lw);
+                j->tiling = t ? pd_vae_tiling_split(&ctx->vae.cfg, j->lh, j->lw, t + 1)
+                              : pd_vae_tiling_fit(&ctx->vae.cfg, j->lh, j->lw);
                 j->dec_b = decode_bytes(j);
                 plan.a_dec = j->dec_b + bufs;
                 pd_mem_plan_peaks(&plan);
@@ -412,7 +414,7 @@ static pd_status init_latents(job *j, pd_rng *rng, pd_error *err) {
         st = pd_taesd_encode(&ctx->taesd, &nn, j->image, j->height, j->width, mean, &j->scratch, NULL, err);
         if (st == PD_OK) pd_nhwc_to_nchw(j->init, mean, j->lh, j->lw, j->lc);
     } else if (st == PD_OK) {
-        st = job_vae(j, err);
+        st = job_vae(j, true, err);
         if (st == PD_OK)
             st = pd_vae_encode(j->vae, &nn, j->image, j->height, j->width, mean, logvar, &j->scratch, NULL, err);
         if (st == PD_OK) {
@@ -444,7 +446,7 @@ static pd_status decode(job *j, const float *latents, pd_error *err) {
     }
     /* Staged VAE: the UNet's arena goes before the VAE and its arena come. */
     pd_status st = j->split ? job_arena(j, j->dec_b, err) : PD_OK;
-    if (st == PD_OK) st = job_vae(j, err);
+    if (st == PD_OK) st = job_vae(j, false, err);
     if (st != PD_OK) return st;
     pd_vae_z_from_latents(&j->vae->cfg, j->x_in, latents, j->lh, j->lw);
     if (j->tiled)

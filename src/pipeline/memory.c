@@ -25,14 +25,24 @@ static size_t tensor_bytes(const pd_st_tensor *t, const pd_kernels *kt) {
     return numel * (kt->wtype == PD_DTYPE_BF16 ? 2 : 4);
 }
 
+static bool vae_encoder_tensor(const char *name) {
+    return strstr(name, "encoder.") || (strstr(name, "quant_conv") && !strstr(name, "post_quant_conv"));
+}
+
 size_t pd_mem_weights(const pd_model_src *m, pd_component c, const pd_kernels *kt) {
+    return pd_mem_weights_part(m, c, kt, false);
+}
+
+size_t pd_mem_weights_part(const pd_model_src *m, pd_component c, const pd_kernels *kt, bool decoder_only) {
     if (!m || !m->comp[c].present) return 0;
     size_t total = 0;
     const pd_comp_src *cs = &m->comp[c];
     for (int f = 0; f < cs->n_files; f++) {
         const pd_st_file *sf = cs->files[f];
         for (int i = 0; i < sf->n_tensors; i++)
-            if (pd_model_owner(m, sf, sf->tensors[i].name) == c) total += tensor_bytes(&sf->tensors[i], kt);
+            if (pd_model_owner(m, sf, sf->tensors[i].name) == c &&
+                !(decoder_only && vae_encoder_tensor(sf->tensors[i].name)))
+                total += tensor_bytes(&sf->tensors[i], kt);
     }
     return total;
 }
@@ -42,7 +52,7 @@ void pd_mem_plan_peaks(pd_mem_plan *p) {
                       (p->stage_vae ? 0 : p->w_vae);
     p->peak_text = resident + p->a_text + (p->stage_text ? p->w_text : 0);
     p->peak_denoise = resident + p->a_unet;
-    p->peak_decode = resident + p->a_dec + (p->stage_vae ? p->w_vae : 0);
+    p->peak_decode = resident + p->a_dec + (p->stage_vae ? (p->w_vae_dec ? p->w_vae_dec : p->w_vae) : 0);
 }
 
 size_t pd_mem_plan_peak(const pd_mem_plan *p) {

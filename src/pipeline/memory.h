@@ -36,6 +36,8 @@
 
 typedef struct pd_mem_plan {
     size_t w_text, w_unet, w_vae, w_taesd;   /* packed weights */
+    size_t w_vae_dec;                        /* the VAE decoder alone (what a staged decode loads;
+                                                0: take w_vae) */
     size_t a_text;                           /* text encoder activations */
     size_t a_unet, a_dec;                    /* denoise and decode activations + buffers */
     bool stage_text, stage_vae;
@@ -44,6 +46,9 @@ typedef struct pd_mem_plan {
 
 /* Packed weight bytes of component c of m when packed for kt (kt->wtype, kt->wquant). */
 size_t pd_mem_weights(const pd_model_src *m, pd_component c, const pd_kernels *kt);
+
+/* As pd_mem_weights; decoder_only leaves out a VAE's encoder and quant_conv. */
+size_t pd_mem_weights_part(const pd_model_src *m, pd_component c, const pd_kernels *kt, bool decoder_only);
 
 /* Chooses the cheapest strategy whose peak fits budget, in order: as the plan's flags
  * are set (the caller may have set them already), + text encoders staged, + VAE staged,
