@@ -148,12 +148,22 @@ static pd_status plan_memory(pd_ctx *ctx, const pd_model_src *unet_from, const p
     pd_mem_str(wt, sizeof wt, m->w_text);
     pd_mem_str(wv, sizeof wv, m->w_vae);
     pd_mem_str(pk, sizeof pk, pd_mem_plan_peak(m));
-    if (!fits)
+    /* Weights alone over the budget: nothing can run. Activations depend on the run (its
+     * size, CFG batch, tiling): each run re-plans and refuses what cannot fit. */
+    const size_t floor = PD_MEM_OVERHEAD + m->w_unet + m->w_taesd +
+                         PD_MAX(m->w_text, m->w_vae_dec ? m->w_vae_dec : m->w_vae);
+    if (floor > budget) {
+        pd_mem_str(pk, sizeof pk, floor);
         return pd_error_set(err, PD_ERR_OOM,
-                            "--max-memory %s is too small for %dx%d: the smallest plan needs about %s (UNet %s, "
-                            "text encoders %s, VAE %s loaded per use, + activations); use a smaller "
-                            "--weight-type (q8_0, q4_0) or a larger budget",
-                            b, side, side, pk, wu, wt, wv);
+                            "--max-memory %s is too small: the weights alone need %s (UNet %s, text encoders %s, "
+                            "VAE %s, each loaded per use, + %.0f MiB overhead); use a smaller --weight-type "
+                            "(q8_0, q4_0) or a larger budget",
+                            b, pk, wu, wt, wv, (double)PD_MEM_OVERHEAD / (1 << 20));
+    }
+    if (!fits)
+        pd_log(&ctx->log, PD_LOG_WARN,
+               "--max-memory %s: a %dx%d CFG run is estimated at %s; smaller or CFG-1 runs may fit (each run "
+               "checks its own)", b, side, side, pk);
     pd_log(&ctx->log, PD_LOG_INFO,
            "memory plan for %s: weights UNet %s, text %s (%s), VAE %s (%s); estimated peak %s at %dx%d", b,
            wu, wt, m->stage_text ? "loaded per prompt" : "resident", wv,

@@ -102,4 +102,27 @@ expect "generate batch refused up front" 1 "exists" -- pdbin generate -m "$S15" 
 expect "generate unwritable" 1 "cannot write" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 1 -q -o "/nonexistent-dir/x.png"
 ls "$TMP"/*.tmp-* >/dev/null 2>&1 && bad "temporary files left behind" || ok "no temporary files left"
 
+# convert: a q8_0 GGUF that `info` and `generate` read; no clobbering; clear errors.
+expect "convert q8_0" 0 "q8_0" -- pdbin convert "$M/tiny-sd15.safetensors" "$TMP/t8.gguf" --weight-type q8_0
+expect "info gguf" 0 "unet .*Q8_0" -- pdbin info "$TMP/t8.gguf"
+cp "$TMP/t8.gguf" "$TMP/t8.before"
+expect "convert refuses to clobber" 1 "exists" -- pdbin convert "$M/tiny-sd15.safetensors" "$TMP/t8.gguf"
+if cmp -s "$TMP/t8.gguf" "$TMP/t8.before"; then ok "convert left the existing file alone"; else bad "convert changed an existing file"; fi
+expect "convert --overwrite" 0 "q4_0" -- pdbin convert "$M/tiny-sd15.safetensors" "$TMP/t8.gguf" --weight-type q4_0 --overwrite
+expect "convert bad type" 2 "weight-type" -- pdbin convert "$M/tiny-sd15.safetensors" "$TMP/x.gguf" --weight-type q5_k
+expect "convert missing input" 1 "nope" -- pdbin convert "$TMP/nope.safetensors" "$TMP/x.gguf"
+expect "convert garbage input" 1 "text.safetensors" -- pdbin convert "$TMP/text.safetensors" "$TMP/x.gguf"
+expect "convert unwritable" 1 "" -- pdbin convert "$M/tiny-sd15.safetensors" "$TMP/no/such/dir/x.gguf"
+expect "convert usage" 2 "usage" -- pdbin convert "$M/tiny-sd15.safetensors"
+if ls "$TMP"/*.tmp-* >/dev/null 2>&1; then bad "convert left temporary files"; else ok "no temporary files left"; fi
+expect "generate from gguf" 0 "gguf.png" -- pdbin generate -m "$TMP/t8.gguf" --config "$M/tiny-sd15.config.json" \
+    --vocab "$M/tiny-sd15/tokenizer" -p "a fox" -W 64 -H 64 --steps 2 -q -o "$TMP/gguf.png"
+expect "generate --weight-type" 0 "q4.png" -- pdbin generate -m "$M/tiny-sd15.safetensors" -p "a fox" -W 64 -H 64 \
+    --steps 2 -q --weight-type q4_0 --low-memory -o "$TMP/q4.png"
+expect "generate bad --weight-type" 2 "weight-type" -- pdbin generate -m "$M/tiny-sd15.safetensors" -p x --weight-type q3
+expect "generate bad --max-memory" 2 "max-memory" -- pdbin generate -m "$M/tiny-sd15.safetensors" -p x --max-memory lots
+expect "generate tiny --max-memory" 1 "too small" -- pdbin generate -m "$M/tiny-sd15.safetensors" -p x --max-memory 1M \
+    -o "$TMP/never.png"
+if [[ -e "$TMP/never.png" ]]; then bad "a refused run wrote an image"; else ok "a refused run wrote nothing"; fi
+
 summary
