@@ -170,6 +170,21 @@ static double peak_flops(pd_isa isa, pd_precision prec, int threads) {
     return one * threads;
 }
 
+/* The benchmark's image: the options' size, steps, CFG, sampler, spacing, tiling. */
+static pd_gen_params gen_params(const opts *o, int64_t seed) {
+    pd_gen_params gp = pd_gen_default_params();
+    gp.prompt = "a photograph of an astronaut riding a horse, highly detailed";
+    gp.width = o->width;
+    gp.height = o->height;
+    gp.steps = o->steps;
+    gp.cfg_scale = o->cfg;
+    gp.sampler = o->sampler;
+    gp.timestep_spacing = o->spacing;
+    gp.vae_tiling = o->tiling;
+    gp.seed = seed;
+    return gp;
+}
+
 int main(int argc, char **argv) {
     opts o = {.sampler = "lcm", .width = 512, .height = 512, .steps = 4, .runs = 3, .cfg = 1.0f};
     if (!parse(argc, argv, &o)) return usage();
@@ -202,16 +217,7 @@ int main(int argc, char **argv) {
     double text[MAX_RUNS], unet[MAX_RUNS], decode[MAX_RUNS], total[MAX_RUNS];
     int evals = 0;
     for (int r = 0; r < o.runs; r++) {
-        pd_gen_params gp = pd_gen_default_params();
-        gp.prompt = "a photograph of an astronaut riding a horse, highly detailed";
-        gp.width = o.width;
-        gp.height = o.height;
-        gp.steps = o.steps;
-        gp.cfg_scale = o.cfg;
-        gp.sampler = o.sampler;
-        gp.timestep_spacing = o.spacing;
-        gp.vae_tiling = o.tiling;
-        gp.seed = 1 + r;
+        pd_gen_params gp = gen_params(&o, 1 + r);
         pd_result *res = NULL;
         if (pd_generate(ctx, &gp, &res, &err) != PD_OK) {
             fprintf(stderr, "bench_e2e: %s\n", err.msg);
@@ -244,16 +250,7 @@ int main(int argc, char **argv) {
         cp.max_memory = 0;
         cp.low_memory = false;
         cp.log = NULL;
-        pd_gen_params gp = pd_gen_default_params();
-        gp.prompt = "a photograph of an astronaut riding a horse, highly detailed";
-        gp.width = o.width;
-        gp.height = o.height;
-        gp.steps = o.steps;
-        gp.cfg_scale = o.cfg;
-        gp.sampler = o.sampler;
-        gp.timestep_spacing = o.spacing;
-        gp.vae_tiling = o.tiling;
-        gp.seed = 1;
+        pd_gen_params gp = gen_params(&o, 1);
         pd_result *res = NULL;
         if (pd_ctx_load(o.model, &cp, &ctx, &err) != PD_OK || pd_generate(ctx, &gp, &res, &err) != PD_OK) {
             fprintf(stderr, "bench_e2e: fp32 reference: %s\n", err.msg);
