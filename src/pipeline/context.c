@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "base/cpu.h"
 #include "base/sysmem.h"
@@ -190,9 +193,20 @@ pd_status pd_ctx_text_acquire(const pd_ctx *ctx, pd_clip tmp[2], const pd_clip *
     return st;
 }
 
+/* Gives freed heap memory back to the OS. glibc keeps freed blocks below its (adaptive,
+ * up to 32 MiB) mmap threshold in the heap: a staged text encoder's few-MiB weight
+ * blocks would otherwise stay resident after release. */
+static void trim_heap(void) {
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 void pd_ctx_text_release(pd_clip tmp[2]) {
+    const bool had = tmp[0].layers || tmp[1].layers;
     pd_clip_free(&tmp[0]);
     pd_clip_free(&tmp[1]);
+    if (had) trim_heap();
 }
 
 pd_status pd_ctx_vae_acquire(const pd_ctx *ctx, pd_vae *tmp, bool encoder, const pd_vae **vae, pd_error *err) {
@@ -204,7 +218,11 @@ pd_status pd_ctx_vae_acquire(const pd_ctx *ctx, pd_vae *tmp, bool encoder, const
     return st;
 }
 
-void pd_ctx_vae_release(pd_vae *tmp) { pd_vae_free(tmp); }
+void pd_ctx_vae_release(pd_vae *tmp) {
+    const bool had = tmp->dec.conv_in.w.n > 0 || tmp->has_encoder;
+    pd_vae_free(tmp);
+    if (had) trim_heap();
+}
 
 /* Staged components keep their configs (what planning and the encode/decode set-up
  * read) and drop their weights: loading them once validated the model up front. */
@@ -212,6 +230,7 @@ static void drop_clip_weights(pd_clip *c) {
     pd_clip_config cfg = c->cfg;
     pd_clip_free(c);
     c->cfg = cfg;
+    trim_heap();
 }
 
 static void drop_vae_weights(pd_vae *v) {
@@ -220,6 +239,7 @@ static void drop_vae_weights(pd_vae *v) {
     pd_vae_free(v);
     v->cfg = cfg;
     v->has_encoder = enc;
+    trim_heap();
 }
 
 pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **out,
