@@ -59,7 +59,7 @@ static void check_tensors(const char *src_path, const char *out_path, pd_dtype w
             bad += !(t->dtype == s->dtype && t->nbytes == s->nbytes && !memcmp(t->data, s->data, s->nbytes));
             continue;
         }
-        const size_t len = (size_t)s->shape[s->ndim - 1], rows = (size_t)s->numel / len;
+        const size_t len = s->ndim ? (size_t)s->shape[s->ndim - 1] : 1, rows = len ? (size_t)s->numel / len : 0;
         float *x = malloc(len * sizeof(float)), *y = malloc(len * sizeof(float));
         unsigned char *q = malloc(pd_dtype_bytes(PD_DTYPE_Q8_0, len + 32));
         for (size_t r = 0; r < rows && x && y && q; r++) {
