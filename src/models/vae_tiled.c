@@ -44,7 +44,14 @@ typedef struct tile_axis {
     int scale;   /* image pixels per latent pixel */
 } tile_axis;
 
-static bool tiling_ok(const pd_vae_tiling *t) { return t->tile >= 2 && t->overlap >= 1 && t->overlap < t->tile; }
+static bool tiling_ok(const pd_vae_tiling *t) {
+    return t->tile >= 2 && t->overlap >= 1 && t->overlap < t->tile &&
+           (t->tile_w == 0 || (t->tile_w >= 2 && t->overlap < t->tile_w));
+}
+
+pd_vae_tiling pd_vae_tiling_axis(const pd_vae_tiling *t, bool width) {
+    return (pd_vae_tiling){width && t->tile_w ? t->tile_w : t->tile, t->overlap, 0};
+}
 
 static int count_tiles(int n, const pd_vae_tiling *t) {
     if (n <= t->tile) return 1;
@@ -116,14 +123,14 @@ static float share(const tile_axis *a, int i, int p) {
 
 pd_vae_tiling pd_vae_tiling_default(const pd_vae_config *cfg) {
     const int s = cfg->scale > 0 ? cfg->scale : 8;
-    pd_vae_tiling t = {PD_MAX(512 / s, 2), PD_MAX(128 / s, 1)};
+    pd_vae_tiling t = {PD_MAX(512 / s, 2), PD_MAX(128 / s, 1), 0};
     if (t.overlap >= t.tile) t.overlap = t.tile - 1;
     return t;
 }
 
 pd_vae_tiling pd_vae_tiling_fit(const pd_vae_config *cfg, int lat_h, int lat_w) {
     const int s = cfg->scale > 0 ? cfg->scale : 8;
-    const pd_vae_tiling max = {PD_MAX(640 / s, 2), PD_MIN(PD_MAX(128 / s, 1), PD_MAX(640 / s, 2) - 1)};
+    const pd_vae_tiling max = {PD_MAX(640 / s, 2), PD_MIN(PD_MAX(128 / s, 1), PD_MAX(640 / s, 2) - 1), 0};
     pd_vae_tiling t = max;
     if (lat_h < 1 || lat_w < 1) return t;
     t.tile = 0;
@@ -140,17 +147,18 @@ pd_vae_tiling pd_vae_tiling_fit(const pd_vae_config *cfg, int lat_h, int lat_w) 
     return t;
 }
 
-pd_vae_tiling pd_vae_tiling_split(const pd_vae_config *cfg, int lat_h, int lat_w, int n) {
-    pd_vae_tiling t = pd_vae_tiling_fit(cfg, lat_h, lat_w);
-    const int side = PD_MAX(lat_h, lat_w);
-    if (n < 1) return t;
-    /* n tiles along the longer side; the overlap of the fitted tiling, but at most a
-     * quarter of the tile. */
-    for (int o = t.overlap; o >= 1; o--) {
-        const int tile = (side + (n - 1) * o + n - 1) / n;
-        if (tile < t.tile && 4 * o <= tile && tile >= 2) return (pd_vae_tiling){tile, o};
+pd_vae_tiling pd_vae_tiling_split(const pd_vae_config *cfg, int lat_h, int lat_w, int ny, int nx) {
+    const pd_vae_tiling fit = pd_vae_tiling_fit(cfg, lat_h, lat_w);
+    if (ny < 1 || nx < 1 || lat_h < 2 || lat_w < 2) return fit;
+    /* The fitted overlap, lowered until it is at most a quarter of every split side. */
+    for (int o = fit.overlap; o >= 1; o--) {
+        const int th = ny == 1 ? lat_h : (lat_h + (ny - 1) * o + ny - 1) / ny;
+        const int tw = nx == 1 ? lat_w : (lat_w + (nx - 1) * o + nx - 1) / nx;
+        if ((ny > 1 && 4 * o > th) || (nx > 1 && 4 * o > tw) || o >= PD_MIN(th, tw)) continue;
+        if ((int64_t)th * tw >= (int64_t)PD_MIN(fit.tile, lat_h) * PD_MIN(fit.tile, lat_w)) return fit;
+        return (pd_vae_tiling){th, o, tw == th ? 0 : tw};
     }
-    return t;
+    return fit;
 }
 
 bool pd_vae_tiling_auto(const pd_vae_config *cfg, int lat_h, int lat_w) {
@@ -182,9 +190,11 @@ size_t pd_vae_decode_tiled_scratch_bytes(const pd_vae_config *cfg, int lat_h, in
     pd_vae_tiling def = pd_vae_tiling_default(cfg);
     if (!t) t = &def;
     if (lat_h < 1 || lat_w < 1 || !tiling_ok(t)) return 0;
-    const int th = PD_MIN(lat_h, t->tile), tw = PD_MIN(lat_w, t->tile), s = cfg->scale;
+    const pd_vae_tiling tx = pd_vae_tiling_axis(t, true);
+    const int th = PD_MIN(lat_h, t->tile), tw = PD_MIN(lat_w, tx.tile), s = cfg->scale;
+    if (count_tiles(lat_h, t) == 1 && count_tiles(lat_w, &tx) == 1)   /* plain decode */
+        return pd_vae_decode_scratch_bytes(cfg, lat_h, lat_w);
     const size_t dec = pd_vae_decode_scratch_bytes(cfg, th, tw);
-    if (count_tiles(lat_h, t) == 1 && count_tiles(lat_w, t) == 1) return dec;   /* plain decode */
     const size_t z_tile = (size_t)th * (size_t)tw * (size_t)cfg->arch.latent_channels;
     const size_t img_tile = (size_t)th * (size_t)s * (size_t)tw * (size_t)s * (size_t)cfg->arch.out_channels;
     return pd_arena_size_for(z_tile * sizeof(float)) + pd_arena_size_for(img_tile * sizeof(float)) +
@@ -202,7 +212,8 @@ pd_status pd_vae_decode_tiled(const pd_vae *m, const pd_nn *nn, const float *z, 
     if (lat_h < 1 || lat_w < 1 || lat_h > VAE_MAX_SIDE / s || lat_w > VAE_MAX_SIDE / s)
         return pd_error_set(err, PD_ERR_INVALID_ARG, "vae tiled decode: latent size %dx%d outside 1..%d",
                             lat_w, lat_h, VAE_MAX_SIDE / s);
-    const tile_axis ay = make_axis(lat_h, t, s), ax = make_axis(lat_w, t, s);
+    const pd_vae_tiling t_w = pd_vae_tiling_axis(t, true);
+    const tile_axis ay = make_axis(lat_h, t, s), ax = make_axis(lat_w, &t_w, s);
     if (ay.k == 1 && ax.k == 1) return pd_vae_decode(m, nn, z, lat_h, lat_w, image, scratch, NULL, err);
 
     const size_t need = pd_vae_decode_tiled_scratch_bytes(cfg, lat_h, lat_w, t);

@@ -127,17 +127,17 @@ static pd_status plan_memory(pd_ctx *ctx, const pd_model_src *unet_from, const p
     const size_t bufs = (size_t)side * side * 3 * sizeof(float) + ((size_t)4 << 20);
     m->a_text = (size_t)16 << 20;
     m->a_unet = (ctx->has_unet ? pd_unet_scratch_bytes(&ctx->unet.cfg, 2, lat, lat, PD_CLIP_CONTEXT) : 0) + bufs;
-    size_t tiled[3];
+    size_t tiled[4];
     int n_tiled = 0;
     if (ctx->has_taesd) {
         m->a_dec = pd_taesd_decode_scratch_bytes(&ctx->taesd, lat, lat);
     } else if (ctx->has_vae) {
         const pd_vae_config *vc = &ctx->vae.cfg;
-        pd_vae_tiling t[3] = {pd_vae_tiling_fit(vc, lat, lat), pd_vae_tiling_split(vc, lat, lat, 2),
-                              pd_vae_tiling_split(vc, lat, lat, 3)};
+        pd_vae_tiling t[4] = {pd_vae_tiling_fit(vc, lat, lat), pd_vae_tiling_split(vc, lat, lat, 2, 1),
+                              pd_vae_tiling_split(vc, lat, lat, 2, 2), pd_vae_tiling_split(vc, lat, lat, 3, 3)};
         m->a_dec = pd_vae_tiling_auto(vc, lat, lat) ? pd_vae_decode_tiled_scratch_bytes(vc, lat, lat, &t[0])
                                                     : pd_vae_decode_scratch_bytes(vc, lat, lat);
-        for (int i = 0; i < 3; i++) tiled[n_tiled++] = pd_vae_decode_tiled_scratch_bytes(vc, lat, lat, &t[i]) + bufs;
+        for (int i = 0; i < 4; i++) tiled[n_tiled++] = pd_vae_decode_tiled_scratch_bytes(vc, lat, lat, &t[i]) + bufs;
     }
     m->a_dec += bufs;
     m->stage_text = m->stage_vae = p->low_memory;

@@ -279,11 +279,13 @@ static pd_status alloc_job(job *j, pd_error *err) {
     if (ctx->max_memory > 0) {
         const size_t budget = (size_t)ctx->max_memory;
         /* Automatic tiling: tile when the untiled decode does not fit, with smaller tiles
-         * while they do not either (up to 4 per side). */
+         * while they do not either. */
         if (plan.peak_decode > budget && ctx->has_vae && !j->taesd_dec && j->p->vae_tiling == PD_VAE_TILING_AUTO) {
-            for (int t = 0; t < 4 && plan.peak_decode > budget; t++) {   /* fitted, then 2, 3, 4 per side */
+            /* fitted, then 2 strips, 2 x 2, 3 x 3, 4 x 4 (down x across) */
+            static const int split[][2] = {{0, 0}, {2, 1}, {2, 2}, {3, 3}, {4, 4}};
+            for (size_t t = 0; t < PD_COUNT(split) && plan.peak_decode > budget; t++) {
                 j->tiled = true;
-                j->tiling = t ? pd_vae_tiling_split(&ctx->vae.cfg, j->lh, j->lw, t + 1)
+                j->tiling = t ? pd_vae_tiling_split(&ctx->vae.cfg, j->lh, j->lw, split[t][0], split[t][1])
                               : pd_vae_tiling_fit(&ctx->vae.cfg, j->lh, j->lw);
                 j->dec_b = decode_bytes(j);
                 plan.a_dec = j->dec_b + bufs;

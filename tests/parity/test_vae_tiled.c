@@ -218,14 +218,15 @@ static float *hard_stitch(const pd_vae *m, const pd_nn *nn, const float *z, int 
                           const pd_vae_tiling *t, bool *cut_y, bool *cut_x) {
     const pd_vae_config *cfg = &m->cfg;
     const int s = cfg->scale, lc = cfg->arch.latent_channels, oc = cfg->arch.out_channels;
-    const int th = PD_MIN(h, t->tile), tw = PD_MIN(w, t->tile), H = h * s, W = w * s;
+    const pd_vae_tiling t_w = pd_vae_tiling_axis(t, true);   /* across: tile_w resolved */
+    const int th = PD_MIN(h, t->tile), tw = PD_MIN(w, t_w.tile), H = h * s, W = w * s;
     float *img = calloc(image_floats(cfg, h, w), sizeof(float));
     float *zt = malloc((size_t)th * tw * lc * sizeof(float));
     for (int p = 0; p < H; p++) cut_y[p] = p > 0 && hard_owner(h, s, t, p) != hard_owner(h, s, t, p - 1);
-    for (int p = 0; p < W; p++) cut_x[p] = p > 0 && hard_owner(w, s, t, p) != hard_owner(w, s, t, p - 1);
+    for (int p = 0; p < W; p++) cut_x[p] = p > 0 && hard_owner(w, s, &t_w, p) != hard_owner(w, s, &t_w, p - 1);
     for (int ty = 0; ty < pd_vae_tile_count(h, t); ty++)
-        for (int tx = 0; tx < pd_vae_tile_count(w, t); tx++) {
-            const int y0 = pd_vae_tile_start(h, t, ty), x0 = pd_vae_tile_start(w, t, tx);
+        for (int tx = 0; tx < pd_vae_tile_count(w, &t_w); tx++) {
+            const int y0 = pd_vae_tile_start(h, t, ty), x0 = pd_vae_tile_start(w, &t_w, tx);
             for (int r = 0; r < th; r++)
                 memcpy(zt + (size_t)r * tw * lc, z + ((size_t)(y0 + r) * w + x0) * lc, (size_t)tw * lc * sizeof(float));
             float *ti = decode_plain(m, nn, zt, th, tw);
@@ -233,7 +234,7 @@ static float *hard_stitch(const pd_vae *m, const pd_nn *nn, const float *z, int 
             for (int r = 0; r < th * s; r++)
                 for (int c = 0; c < tw * s; c++) {
                     const int y = y0 * s + r, x = x0 * s + c;
-                    if (hard_owner(h, s, t, y) != ty || hard_owner(w, s, t, x) != tx) continue;
+                    if (hard_owner(h, s, t, y) != ty || hard_owner(w, s, &t_w, x) != tx) continue;
                     memcpy(img + ((size_t)y * W + x) * oc, ti + ((size_t)r * tw * s + c) * oc, (size_t)oc * sizeof(float));
                 }
             free(ti);
@@ -249,7 +250,8 @@ static void compare(const char *label, const pd_vae *m, const pd_nn *nn, const f
                     const pd_vae_tiling *t, double floor_db, bool control) {
     const pd_vae_config *cfg = &m->cfg;
     const int s = cfg->scale, oc = cfg->arch.out_channels, H = h * s, W = w * s;
-    const int ky = pd_vae_tile_count(h, t), kx = pd_vae_tile_count(w, t);
+    const pd_vae_tiling t_w = pd_vae_tiling_axis(t, true);   /* across: tile_w resolved */
+    const int ky = pd_vae_tile_count(h, t), kx = pd_vae_tile_count(w, &t_w);
     const size_t n = image_floats(cfg, h, w);
     float *ref = decode_plain(m, nn, z, h, w);
     float *got = decode_tiled(m, nn, z, h, w, t);
@@ -263,11 +265,12 @@ static void compare(const char *label, const pd_vae *m, const pd_nn *nn, const f
     const double p = psnr_f(got, ref, n), pu = psnr_u8(got, ref, n);
     bool *ey = malloc((size_t)H * sizeof(bool)), *ex = malloc((size_t)W * sizeof(bool));
     mark_edges(ey, h, s, t);
-    mark_edges(ex, w, s, t);
+    mark_edges(ex, w, s, &t_w);
     const seam_stats ss = seams(got, ref, H, W, oc, ey, ex);
-    fprintf(stderr, "  %s: %dx%d latents, %dx%d tiles of %d (overlap %d): PSNR %.2f dB (u8 %.2f dB); error jump "
-            "across tile edges %.3g, other lines mean %.3g max %.3g; max |error| beside edges %.3g, elsewhere %.3g",
-            label, w, h, kx, ky, t->tile, t->overlap, p, pu, ss.at, ss.typ, ss.top, ss.emax_at, ss.emax);
+    fprintf(stderr, "  %s: %dx%d latents, %dx%d tiles of %dx%d (overlap %d): PSNR %.2f dB (u8 %.2f dB); error "
+            "jump across tile edges %.3g, other lines mean %.3g max %.3g; max |error| beside edges %.3g, elsewhere "
+            "%.3g", label, w, h, kx, ky, t_w.tile, t->tile, t->overlap, p, pu, ss.at, ss.typ, ss.top, ss.emax_at,
+            ss.emax);
     CHECK_MSG(p >= floor_db, "%s: PSNR %.2f dB < %.1f", label, p, floor_db);
     CHECK_MSG(pu >= floor_db, "%s: u8 PSNR %.2f dB < %.1f", label, pu, floor_db);
     CHECK_MSG(ss.at <= SEAM_RATIO * ss.typ, "%s: seam: error jump %.3g across a tile edge, %.3g across other "
@@ -342,9 +345,9 @@ static void run_models(pd_isa isa, bool quick) {
             float *zc = golden_f32(g, "z", NULL), *z = malloc(12 * 8 * 4 * sizeof(float));
             pd_nchw_to_nhwc(z, zc, 4, 12, 8);
             snprintf(label, sizeof label, "%s golden z", MODELS[mi]);
-            compare(label, &tm.m, &nn, z, 12, 8, &(pd_vae_tiling){16, 4}, INFINITY, false);
-            compare(label, &tm.m, &nn, z, 12, 8, &(pd_vae_tiling){12, 11}, INFINITY, false);   /* exactly one tile */
-            if (!quick) compare(label, &tm.m, &nn, z, 12, 8, &(pd_vae_tiling){8, 4}, FLOOR_8, false);
+            compare(label, &tm.m, &nn, z, 12, 8, &(pd_vae_tiling){16, 4, 0}, INFINITY, false);
+            compare(label, &tm.m, &nn, z, 12, 8, &(pd_vae_tiling){12, 11, 0}, INFINITY, false);   /* exactly one tile */
+            if (!quick) compare(label, &tm.m, &nn, z, 12, 8, &(pd_vae_tiling){8, 4, 0}, FLOOR_8, false);
             free(zc);
             free(z);
         } else {
@@ -376,11 +379,24 @@ static void run_models(pd_isa isa, bool quick) {
             compare(label, &tm.m, &nn, z, fh, fw, &t, FLOOR_64, false);
             free(z);
         }
+        /* The budget splits at SD 1.5's 512x512 (64x64 latents): 2 full-width strips of
+         * 37, then 2 x 2 tiles of 37 (overlap lowered to 9, a quarter of the tile). */
+        for (int f = 0; f < 2 && !quick; f++) {
+            const pd_vae_tiling t = pd_vae_tiling_split(cfg, 64, 64, 2, f ? 2 : 1);
+            CHECK_EQ_INT(t.tile, 37);
+            CHECK_EQ_INT(t.overlap, 9);
+            CHECK_EQ_INT(t.tile_w, f ? 0 : 64);
+            CHECK(pd_vae_decode_tiled_scratch_bytes(cfg, 64, 64, &t) < pd_vae_decode_scratch_bytes(cfg, 64, 64));
+            float *z = random_z(cfg, 64, 64, 3000 + f);
+            snprintf(label, sizeof label, "%s random z, %s", MODELS[mi], f ? "2 x 2 split" : "strips");
+            compare(label, &tm.m, &nn, z, 64, 64, &t, FLOOR_32, f == 0);
+            free(z);
+        }
         for (size_t i = 0; i < PD_COUNT(R); i++) {
             if (quick && i > 0) break;   /* the scalar kernels, and everything under ASan, are slow */
             float *z = random_z(cfg, R[i].h, R[i].w, 1000 + i);
             snprintf(label, sizeof label, "%s random z", MODELS[mi]);
-            const pd_vae_tiling t = {R[i].tile, R[i].overlap};
+            const pd_vae_tiling t = {R[i].tile, R[i].overlap, 0};
             compare(label, &tm.m, &nn, z, R[i].h, R[i].w, &t, R[i].floor_db, R[i].control && !quick);
             free(z);
         }
@@ -404,7 +420,7 @@ static void test_vae_tiled_scalar(void) {
  * the last ends at n. */
 static void test_vae_tile_placement(void) {
     static const int NS[] = {1, 2, 7, 16, 17, 28, 29, 40, 64, 72, 100, 128, 129, 200, 1000};
-    static const pd_vae_tiling TS[] = {{16, 4}, {16, 15}, {2, 1}, {24, 8}, {64, 16}, {32, 8}, {5, 2}};
+    static const pd_vae_tiling TS[] = {{16, 4, 0}, {16, 15, 0}, {2, 1, 0}, {24, 8, 0}, {64, 16, 0}, {32, 8, 0}, {5, 2, 0}};
     for (size_t ti = 0; ti < PD_COUNT(TS); ti++)
         for (size_t ni = 0; ni < PD_COUNT(NS); ni++) {
             const pd_vae_tiling *t = &TS[ti];
@@ -421,7 +437,7 @@ static void test_vae_tile_placement(void) {
             /* minimal: one tile fewer at the full step could not cover n */
             if (k > 1) CHECK((k - 2) * (t->tile - t->overlap) + t->tile < n);
         }
-    const pd_vae_tiling d = {64, 16};
+    const pd_vae_tiling d = {64, 16, 0};
     CHECK_EQ_INT(pd_vae_tile_count(128, &d), 3);   /* 0, 32, 64 */
     CHECK_EQ_INT(pd_vae_tile_start(128, &d, 1), 32);
     CHECK_EQ_INT(pd_vae_tile_count(256, &d), 5);   /* 0, 48, 96, 144, 192 */
@@ -433,7 +449,7 @@ static size_t mib(size_t b) { return (b + ((size_t)1 << 20) - 1) >> 20; }
 /* The figures and the policy documented in vae.h. */
 static void test_vae_tiled_memory(void) {
     pd_vae_config c = real_sd_config();
-    const pd_vae_tiling d = pd_vae_tiling_default(&c), small = {32, 8};
+    const pd_vae_tiling d = pd_vae_tiling_default(&c), small = {32, 8, 0};
     CHECK_EQ_INT(d.tile, 64);
     CHECK_EQ_INT(d.overlap, 16);
     const size_t u128 = pd_vae_decode_scratch_bytes(&c, 128, 128), u256 = pd_vae_decode_scratch_bytes(&c, 256, 256);
@@ -454,7 +470,7 @@ static void test_vae_tiled_memory(void) {
     const pd_vae_tiling f128 = pd_vae_tiling_fit(&c, 128, 128);
     CHECK_EQ_INT(f128.tile, 72);
     CHECK_EQ_INT(mib(pd_vae_decode_tiled_scratch_bytes(&c, 128, 128, &f128)), 660);
-    const size_t bound = pd_vae_decode_tiled_scratch_bytes(&c, 80, 81, &(pd_vae_tiling){80, 16});
+    const size_t bound = pd_vae_decode_tiled_scratch_bytes(&c, 80, 81, &(pd_vae_tiling){80, 16, 0});
     for (int n = 97; n <= 1024; n += 37) {
         const pd_vae_tiling f = pd_vae_tiling_fit(&c, n, 2 * n / 3 + 1);
         CHECK(f.tile <= 80 && f.overlap == 16);
@@ -489,7 +505,7 @@ static void test_vae_tiled_errors(void) {
     }
     pd_nn nn = {.kt = &kt, .pool = NULL};
     const pd_vae_config *cfg = &tm.m.cfg;
-    const pd_vae_tiling t = {16, 4};
+    const pd_vae_tiling t = {16, 4, 0};
     float *z = random_z(cfg, 40, 24, 7);
     float *img = malloc(image_floats(cfg, 40, 24) * sizeof(float));
     pd_error err = {0};
@@ -510,7 +526,7 @@ static void test_vae_tiled_errors(void) {
     pd_arena_free(&a);
 
     pd_arena_init(&a, need);
-    static const pd_vae_tiling BAD[] = {{0, 0}, {16, 16}, {16, 20}, {16, 0}, {1, 0}, {-4, 1}, {16, -1}};
+    static const pd_vae_tiling BAD[] = {{0, 0, 0}, {16, 16, 0}, {16, 20, 0}, {16, 0, 0}, {1, 0, 0}, {-4, 1, 0}, {16, -1, 0}, {16, 4, 1}, {16, 4, 4}, {16, 4, -2}};
     for (size_t i = 0; i < PD_COUNT(BAD); i++) {
         pd_error_clear(&err);
         CHECK_EQ_INT(pd_vae_decode_tiled(&tm.m, &nn, z, 40, 24, img, &BAD[i], &a, &err), PD_ERR_INVALID_ARG);
