@@ -81,6 +81,13 @@
  * Q4_1) at dst (any alignment), bit for bit as ggml's reference quantizers. */
 void pd_quantize_row(pd_dtype t, const float *x, void *dst, size_t n);
 
+/* The variants pd_quantize_row picks from (by pd_cpu_detect, once per call): the scalar
+ * reference (the specification) and vector versions that write the same bytes for every
+ * input (blocks they cannot prove identical, e.g. with inf/NaN or an infinite 1/d, go to
+ * the reference). The vector versions require their ISA. */
+void pd_quantize_row__ref(pd_dtype t, const float *x, void *dst, size_t n);
+void pd_quantize_row__avx512(pd_dtype t, const float *x, void *dst, size_t n);
+
 /* dst[0..n) = the n elements of the blocks at src (any alignment), n % 32 == 0. */
 void pd_dequantize_row(pd_dtype t, const void *src, float *dst, size_t n);
 

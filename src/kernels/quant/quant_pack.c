@@ -15,6 +15,23 @@
 #include "base/half.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/quant/quant.h"
+#if defined(PD_ARCH_X86)
+#include "base/cpu.h"
+#endif
+
+/* The fastest variant the CPU (and OS) allow; all write the same bytes. pd_cpu_detect
+ * runs cpuid once per process and then copies its cached result. */
+void pd_quantize_row(pd_dtype t, const float *x, void *dst, size_t n) {
+#if defined(PD_ARCH_X86)
+    pd_cpu_features f;
+    pd_cpu_detect(&f);
+    if (pd_cpu_supports(&f, PD_ISA_AVX512)) {
+        pd_quantize_row__avx512(t, x, dst, n);
+        return;
+    }
+#endif
+    pd_quantize_row__ref(t, x, dst, n);
+}
 
 /* 1 TiB of blocks: no weight is that large; keeps the size math exact. */
 #define MAX_Q_BYTES (UINT64_C(1) << 40)
