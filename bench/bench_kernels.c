@@ -868,7 +868,7 @@ static void bench_gemm_q_table(const opts *o, const pd_kernels *kt) {
         char *scratch = aligned_alloc(64, slice * (size_t)o->threads);
         pd_packed_w pw;
         pd_error err;
-        if (!scratch || pd_kernels_pack_gemm(kt, &pw, w, PD_DTYPE_F32, (size_t)k, n, k, bias, PD_DTYPE_F32, &err) != PD_OK) {
+        if (!scratch || pd_kernels_pack_gemm(kt, &pw, w, PD_DTYPE_F32, (size_t)k, n, k, bias, PD_DTYPE_F32, NULL, &err) != PD_OK) {
             fprintf(stderr, "gemm_q: pack failed\n");
             exit(1);
         }

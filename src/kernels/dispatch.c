@@ -337,7 +337,7 @@ static float *dequant_copy(const void *w, pd_dtype t, size_t ld_w, int n, int k)
 
 pd_status pd_kernels_pack_gemm(const pd_kernels *kt, pd_packed_w *out, const void *w,
                                pd_dtype w_dtype, size_t ld_w, int n, int k, const void *bias,
-                               pd_dtype bias_dtype, pd_error *err) {
+                               pd_dtype bias_dtype, pd_pool *pool, pd_error *err) {
     if (pd_dtype_is_quant(w_dtype)) {
         /* Stored quantized: the rows are used where they lie (bit for bit, no copy). */
         if (ld_w == (size_t)k && k % 32 == 0)
@@ -347,20 +347,20 @@ pd_status pd_kernels_pack_gemm(const pd_kernels *kt, pd_packed_w *out, const voi
                                     pd_dtype_name(w_dtype), n, k, ld_w);
         pd_kernels tk = *kt;
         tk.wquant = w_dtype;   /* requantized to its own type in the kernels' layout */
-        pd_status st = pd_kernels_pack_gemm(&tk, out, f, PD_DTYPE_F32, ld_w, n, k, bias, bias_dtype, err);
+        pd_status st = pd_kernels_pack_gemm(&tk, out, f, PD_DTYPE_F32, ld_w, n, k, bias, bias_dtype, pool, err);
         free(f);
         return st;
     }
     if (pd_dtype_is_quant(kt->wquant) && pd_quant_eligible(n, k, 0))
-        return pd_q_gemm_pack(out, kt->gemm_nr, kt->wquant, w, w_dtype, ld_w, n, k, bias, bias_dtype, err);
+        return pd_q_gemm_pack_mt(out, kt->gemm_nr, kt->wquant, w, w_dtype, ld_w, n, k, bias, bias_dtype, pool, err);
     if (kt->wtype == PD_DTYPE_BF16)
-        return pd_bf16_gemm_pack(out, kt->gemm_nr, w, w_dtype, ld_w, n, k, bias, bias_dtype, err);
-    return pd_gemm_pack(out, kt->gemm_nr, w, w_dtype, ld_w, n, k, bias, bias_dtype, err);
+        return pd_bf16_gemm_pack_mt(out, kt->gemm_nr, w, w_dtype, ld_w, n, k, bias, bias_dtype, pool, err);
+    return pd_gemm_pack_mt(out, kt->gemm_nr, w, w_dtype, ld_w, n, k, bias, bias_dtype, pool, err);
 }
 
 pd_status pd_kernels_pack_conv(const pd_kernels *kt, pd_packed_w *out, const void *w,
                                pd_dtype w_dtype, int cout, int cin, int kh, int kw,
-                               const void *bias, pd_dtype bias_dtype, pd_error *err) {
+                               const void *bias, pd_dtype bias_dtype, pd_pool *pool, pd_error *err) {
     const int k = cin * kh * kw;
     if (pd_dtype_is_quant(w_dtype)) {
         /* Quantized in PyTorch k order (ci, ky, kx): widened, then packed in ours. */
@@ -369,15 +369,16 @@ pd_status pd_kernels_pack_conv(const pd_kernels *kt, pd_packed_w *out, const voi
                                     pd_dtype_name(w_dtype), cout, cin, kh, kw, k);
         pd_kernels tk = *kt;
         tk.wquant = pd_dtype_is_quant(kt->wquant) ? kt->wquant : w_dtype;
-        pd_status st = pd_kernels_pack_conv(&tk, out, f, PD_DTYPE_F32, cout, cin, kh, kw, bias, bias_dtype, err);
+        pd_status st = pd_kernels_pack_conv(&tk, out, f, PD_DTYPE_F32, cout, cin, kh, kw, bias, bias_dtype, pool, err);
         free(f);
         return st;
     }
     if (pd_dtype_is_quant(kt->wquant) && pd_quant_eligible(cout, k, cin))
-        return pd_q_conv_pack(out, kt->gemm_nr, kt->wquant, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, err);
+        return pd_q_conv_pack_mt(out, kt->gemm_nr, kt->wquant, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, pool,
+                                 err);
     if (kt->wtype == PD_DTYPE_BF16)
-        return pd_bf16_conv_pack(out, kt->gemm_nr, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, err);
-    return pd_conv_pack(out, kt->gemm_nr, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, err);
+        return pd_bf16_conv_pack_mt(out, kt->gemm_nr, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, pool, err);
+    return pd_conv_pack_mt(out, kt->gemm_nr, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, pool, err);
 }
 
 pd_status pd_kernels_pack_gemm_q(const pd_kernels *kt, pd_packed_w *out, pd_dtype qtype, const void *w,

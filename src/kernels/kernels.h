@@ -25,6 +25,7 @@
 #include "base/cpu.h"
 #include "base/dtype.h"
 #include "base/error.h"
+#include "base/threadpool.h"
 
 typedef enum pd_act {
     PD_ACT_NONE = 0,
@@ -194,15 +195,17 @@ pd_isa pd_kernels_init(pd_kernels *kt, pd_isa want);
  * it is faster than fp32 (the AMX level) and FP32 elsewhere. kt->prec tells which. */
 pd_isa pd_kernels_init_prec(pd_kernels *kt, pd_isa want, pd_prec prec);
 
-/* Packs a GEMM weight (as pd_gemm_pack) in kt's format (kt->wtype, kt->gemm_nr). */
+/* Packs a GEMM weight (as pd_gemm_pack) in kt's format (kt->wtype, kt->gemm_nr); large
+ * weights are split across pool's threads (NULL: the caller alone; the same bytes either
+ * way). Call it outside pool tasks. */
 pd_status pd_kernels_pack_gemm(const pd_kernels *kt, pd_packed_w *out, const void *w,
                                pd_dtype w_dtype, size_t ld_w, int n, int k, const void *bias,
-                               pd_dtype bias_dtype, pd_error *err);
+                               pd_dtype bias_dtype, pd_pool *pool, pd_error *err);
 
-/* Packs a conv weight (as pd_conv_pack) in kt's format. */
+/* Packs a conv weight (as pd_conv_pack) in kt's format; pool as pd_kernels_pack_gemm. */
 pd_status pd_kernels_pack_conv(const pd_kernels *kt, pd_packed_w *out, const void *w,
                                pd_dtype w_dtype, int cout, int cin, int kh, int kw,
-                               const void *bias, pd_dtype bias_dtype, pd_error *err);
+                               const void *bias, pd_dtype bias_dtype, pd_pool *pool, pd_error *err);
 
 /* Quantized packs (pd_q_gemm_pack / pd_q_conv_pack, quant/quant.h) for kt's panel
  * width; run them with pd_q_gemm / pd_q_conv and this kt. */
@@ -222,6 +225,11 @@ void pd_kernels_init_ref(pd_kernels *kt);
 pd_status pd_gemm_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype,
                        size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
                        pd_error *err);
+/* The same pack (the same bytes) with large weights split across pool's threads
+ * (NULL: the caller alone); called outside pool tasks. Every packer has such a _mt twin. */
+pd_status pd_gemm_pack_mt(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype,
+                          size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
+                          pd_pool *pool, pd_error *err);
 void pd_packed_w_free(pd_packed_w *w);   /* NULL-tolerant; leaves borrowed q alone */
 
 /* Packs a PyTorch conv weight [cout, cin, kh, kw] (F32/F16/BF16, dense, possibly
@@ -230,5 +238,8 @@ void pd_packed_w_free(pd_packed_w *w);   /* NULL-tolerant; leaves borrowed q alo
 pd_status pd_conv_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype, int cout,
                        int cin, int kh, int kw, const void *bias, pd_dtype bias_dtype,
                        pd_error *err);
+pd_status pd_conv_pack_mt(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype, int cout,
+                          int cin, int kh, int kw, const void *bias, pd_dtype bias_dtype,
+                          pd_pool *pool, pd_error *err);
 
 #endif

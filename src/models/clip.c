@@ -146,7 +146,8 @@ static pd_status load_qkv_split(loader *ld, int d, pd_packed_w *out, pd_error *e
         for (int i = 0; i < 3; i++) parts[i] = find(ld, wk[i], name);
         if (pd_nn_stackable_q(parts, 3, d))   /* stored quantized: the file's blocks as they are */
             st = pd_nn_pack_stacked_q(ld->kt, out, parts, 3, d, d, b, err);
-        else st = pd_kernels_pack_gemm(ld->kt, out, w, PD_DTYPE_F32, (size_t)d, 3 * d, d, b, PD_DTYPE_F32, err);
+        else st = pd_kernels_pack_gemm(ld->kt, out, w, PD_DTYPE_F32, (size_t)d, 3 * d, d, b, PD_DTYPE_F32,
+                                       ld->lc.pool, err);
     }
 done:
     pd_aligned_free(w);
@@ -178,7 +179,7 @@ pd_status pd_clip_read_config(pd_clip_config *cfg, const pd_model_src *src, pd_c
     const pd_comp_src *cs = &src->comp[c];
     if (!cs->present)
         return pd_error_set(err, PD_ERR_MISSING, "'%s' has no %s", src->path, pd_component_name(c));
-    loader ld = {{src, c}, NULL, 0, "", ""};
+    loader ld = {{src, c, NULL}, NULL, 0, "", ""};
     cfg->naming = cs->naming;
     const pd_st_tensor *tok = find(&ld, PD_CLIP_TOKEN_EMB, ld.name);
     if (!tok || tok->ndim != 2 || tok->shape[0] < 1 || tok->shape[1] < 1 ||
@@ -209,9 +210,9 @@ pd_status pd_clip_read_config(pd_clip_config *cfg, const pd_model_src *src, pd_c
 }
 
 pd_status pd_clip_load(pd_clip *out, const pd_model_src *src, pd_component c,
-                       const pd_kernels *kt, pd_error *err) {
+                       const pd_kernels *kt, pd_pool *pool, pd_error *err) {
     memset(out, 0, sizeof *out);
-    loader ld = {{src, c}, kt, 0, "", ""};
+    loader ld = {{src, c, pool}, kt, 0, "", ""};
     pd_clip_config *cfg = &out->cfg;
     pd_status st = pd_clip_read_config(cfg, src, c, err);
     if (st != PD_OK) return st;

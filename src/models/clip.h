@@ -54,9 +54,10 @@ pd_status pd_clip_read_config(pd_clip_config *cfg, const pd_model_src *src, pd_c
                               pd_error *err);
 
 /* Loads component c (PD_COMP_TEXT1 or PD_COMP_TEXT2) of src. The model keeps a pointer
- * into src's mapping (token embeddings): src must outlive it. */
+ * into src's mapping (token embeddings): src must outlive it. pool (NULL: this thread
+ * alone) packs the large weights; call it outside pool tasks. */
 pd_status pd_clip_load(pd_clip *out, const pd_model_src *src, pd_component c,
-                       const pd_kernels *kt, pd_error *err);
+                       const pd_kernels *kt, pd_pool *pool, pd_error *err);
 void pd_clip_free(pd_clip *m);   /* NULL-tolerant */
 
 typedef struct pd_clip_request {

@@ -93,7 +93,7 @@ static pd_status probe_conv(const part_src *ps, int layer, int max0, int max1, i
     char name[96];
     layer_name(ps, layer, "weight", name, sizeof name);
     const pd_st_tensor *t = pd_model_find(ps->src, PD_COMP_VAE, name);
-    pd_load_ctx lc = {ps->src, PD_COMP_VAE};
+    pd_load_ctx lc = {ps->src, PD_COMP_VAE, NULL};
     if (!t) return pd_nn_check(&lc, NULL, name, 0, NULL, err);   /* "... is missing" */
     if (t->ndim != 4 || t->shape[0] < 1 || t->shape[0] > max0 || t->shape[1] < 1 || t->shape[1] > max1 ||
         t->shape[2] != 3 || t->shape[3] != 3) {
@@ -119,7 +119,7 @@ static pd_status load_conv(loader *ld, const part_src *ps, int layer, const char
     layer_name(ps, layer, suffix, b, sizeof b);
     expect(ld, w);
     if (bias) expect(ld, b);
-    pd_load_ctx lc = {ps->src, PD_COMP_VAE};
+    pd_load_ctx lc = {ps->src, PD_COMP_VAE, NULL};   /* weights of <= 37K values: packed unthreaded */
     return pd_conv_load(&lc, ld->kt, out, w, bias ? b : NULL, cout, cin, 3, stride, 1, err);
 }
 

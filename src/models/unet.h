@@ -85,8 +85,10 @@ typedef struct pd_unet {
 pd_status pd_unet_read_config(pd_unet_config *cfg, const pd_model_src *src, pd_error *err);
 
 /* Loads src's UNet: every tensor is checked (a missing or reshaped one fails with
- * PD_ERR_MISSING / PD_ERR_SHAPE naming it) and packed; src may be closed afterwards. */
-pd_status pd_unet_load(pd_unet *out, const pd_model_src *src, const pd_kernels *kt, pd_error *err);
+ * PD_ERR_MISSING / PD_ERR_SHAPE naming it) and packed; src may be closed afterwards.
+ * pool (NULL: this thread alone) packs the large weights; call it outside pool tasks. */
+pd_status pd_unet_load(pd_unet *out, const pd_model_src *src, const pd_kernels *kt, pd_pool *pool,
+                       pd_error *err);
 void pd_unet_free(pd_unet *m);   /* NULL-tolerant; leaves *m zeroed */
 
 typedef struct pd_unet_in {

@@ -317,19 +317,20 @@ static pd_status load_top_conv(unet_loader *ld, pd_conv *c, pd_unet_key wkey, pd
     return pd_conv_load(&ld->lc, ld->kt, c, wn, bn, cout, cin, 3, 1, 1, err);
 }
 
-pd_status pd_unet_load(pd_unet *out, const pd_model_src *src, const pd_kernels *kt, pd_error *err) {
+pd_status pd_unet_load(pd_unet *out, const pd_model_src *src, const pd_kernels *kt, pd_pool *pool,
+                       pd_error *err) {
     memset(out, 0, sizeof *out);
     pd_unet_config *cfg = &out->cfg;
     pd_status st = pd_unet_read_config(cfg, src, err);
     if (st != PD_OK) return st;
     const pd_unet_arch *a = &cfg->arch;
-    unet_loader ld = {{src, PD_COMP_UNET}, kt, cfg};
+    unet_loader ld = {{src, PD_COMP_UNET, pool}, kt, cfg};
     /* The time and added-condition embeddings steer every block (a few M parameters):
      * they stay unquantized under a quantized weight type (as stored when a file holds
      * them quantized). */
     pd_kernels kt_embed = *kt;
     kt_embed.wquant = PD_DTYPE_INVALID;
-    unet_loader le = {{src, PD_COMP_UNET}, &kt_embed, cfg};
+    unet_loader le = {{src, PD_COMP_UNET, pool}, &kt_embed, cfg};
     const int n = a->n_levels, L = a->layers_per_block, t = cfg->temb_dim;
 
     st = load_top_conv(&ld, &out->conv_in, PD_UNET_CONV_IN_W, PD_UNET_CONV_IN_B, a->model_channels,

@@ -190,16 +190,16 @@ static pd_status load_coder(loader *ld, bool decoder, pd_vae_coder *co, pd_error
     return st;
 }
 
-pd_status pd_vae_load(pd_vae *out, const pd_model_src *src, const pd_kernels *kt, pd_error *err) {
-    return pd_vae_load_parts(out, src, kt, true, true, err);
+pd_status pd_vae_load(pd_vae *out, const pd_model_src *src, const pd_kernels *kt, pd_pool *pool, pd_error *err) {
+    return pd_vae_load_parts(out, src, kt, true, true, pool, err);
 }
 
 pd_status pd_vae_load_parts(pd_vae *out, const pd_model_src *src, const pd_kernels *kt, bool encoder,
-                            bool decoder, pd_error *err) {
+                            bool decoder, pd_pool *pool, pd_error *err) {
     memset(out, 0, sizeof *out);
     pd_status st = pd_vae_read_config(&out->cfg, src, err);
     if (st != PD_OK) return st;
-    loader ld = {{src, PD_COMP_VAE}, kt, &out->cfg, "", ""};
+    loader ld = {{src, PD_COMP_VAE, pool}, kt, &out->cfg, "", ""};
     const pd_vae_arch *a = &out->cfg.arch;
     if (a->has_encoder && encoder) {
         out->has_encoder = true;

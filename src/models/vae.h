@@ -88,13 +88,14 @@ typedef struct pd_vae {
  * loading weights. */
 pd_status pd_vae_read_config(pd_vae_config *cfg, const pd_model_src *src, pd_error *err);
 
-/* Loads src's VAE (packed copies; src may be closed afterwards). */
-pd_status pd_vae_load(pd_vae *out, const pd_model_src *src, const pd_kernels *kt, pd_error *err);
+/* Loads src's VAE (packed copies; src may be closed afterwards). pool (NULL: this
+ * thread alone) packs the large weights; call it outside pool tasks. */
+pd_status pd_vae_load(pd_vae *out, const pd_model_src *src, const pd_kernels *kt, pd_pool *pool, pd_error *err);
 /* As pd_vae_load with only the encoder (+ quant_conv) and/or only the decoder
  * (+ post_quant_conv) loaded: the staged pipeline loads the half it runs. has_encoder
  * tells whether the encoder was loaded. */
 pd_status pd_vae_load_parts(pd_vae *out, const pd_model_src *src, const pd_kernels *kt, bool encoder,
-                            bool decoder, pd_error *err);
+                            bool decoder, pd_pool *pool, pd_error *err);
 void pd_vae_free(pd_vae *m);   /* NULL-tolerant */
 
 /* Optional observer of intermediate tensors (tests, debugging): called with diffusers

@@ -46,7 +46,7 @@ pd_status pd_conv_load(const pd_load_ctx *lc, const pd_kernels *kt, pd_conv *out
     if (st == PD_OK && b_name) st = pd_nn_check(lc, b, b_name, 1, shape1, err);
     if (st != PD_OK) return st;
     st = pd_kernels_pack_conv(kt, &out->w, w->data, w->dtype, cout, cin, k, k,
-                      b ? b->data : NULL, b ? b->dtype : PD_DTYPE_F32, err);
+                      b ? b->data : NULL, b ? b->dtype : PD_DTYPE_F32, lc->pool, err);
     if (st != PD_OK) {
         char name[384];
         pd_model_full_name(lc->src, lc->comp, w_name, name, sizeof name);

@@ -92,7 +92,7 @@ pd_status pd_nn_pack(const pd_load_ctx *lc, const pd_kernels *kt, pd_packed_w *o
     if (!transpose) {
         /* Straight from the mapping: the packers widen F16/BF16 rows itself. */
         st = pd_kernels_pack_gemm(kt, out, w->data, w->dtype, (size_t)k, n, k, b ? b->data : NULL,
-                          b ? b->dtype : PD_DTYPE_F32, err);
+                          b ? b->dtype : PD_DTYPE_F32, lc->pool, err);
         if (st == PD_OK && !out->q_borrowed) pd_model_release(lc->src, w);   /* the packed copy replaces it */
         goto named;
     }
@@ -113,7 +113,7 @@ pd_status pd_nn_pack(const pd_load_ctx *lc, const pd_kernels *kt, pd_packed_w *o
         pd_aligned_free(wf);
         wf = tr;
     }
-    st = pd_kernels_pack_gemm(kt, out, wf, PD_DTYPE_F32, (size_t)k, n, k, bf, PD_DTYPE_F32, err);
+    st = pd_kernels_pack_gemm(kt, out, wf, PD_DTYPE_F32, (size_t)k, n, k, bf, PD_DTYPE_F32, lc->pool, err);
 named:
     if (st != PD_OK) {
         char name[384];

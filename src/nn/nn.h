@@ -50,10 +50,12 @@ void pd_nn_attention(const pd_nn *nn, const pd_attn_args *args);
 
 /* ---- loading ------------------------------------------------------------------ */
 
-/* Context for messages: which model component and how to name its tensors. */
+/* Context for messages: which model component and how to name its tensors; and the
+ * pool that packs large weights (NULL: the loading thread alone). */
 typedef struct pd_load_ctx {
     const pd_model_src *src;
     pd_component comp;
+    pd_pool *pool;
 } pd_load_ctx;
 
 /* Checks t (found under rel_name, NULL = missing) has exactly the given shape

@@ -103,7 +103,7 @@ static pd_status load_stacked(tf_loader *ld, const pd_unet_tf_key *keys, int cou
     }
     if (st == PD_OK)
         st = pd_kernels_pack_gemm(ld->kt, out, buf, PD_DTYPE_F32, (size_t)k, count * n, k, NULL,
-                          PD_DTYPE_F32, err);
+                          PD_DTYPE_F32, ld->lc.pool, err);
     pd_aligned_free(buf);
     return st;
 }

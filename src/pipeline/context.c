@@ -182,11 +182,11 @@ pd_status pd_ctx_text_acquire(const pd_ctx *ctx, pd_clip tmp[2], const pd_clip *
     if (!ctx->mem.stage_text) return PD_OK;
     pd_status st = PD_OK;
     if (ctx->has_text1) {
-        st = pd_clip_load(&tmp[0], ctx->src, PD_COMP_TEXT1, &ctx->kt_exact, err);
+        st = pd_clip_load(&tmp[0], ctx->src, PD_COMP_TEXT1, &ctx->kt_exact, ctx->pool, err);
         *e1 = &tmp[0];
     }
     if (st == PD_OK && ctx->has_text2) {
-        st = pd_clip_load(&tmp[1], ctx->src, PD_COMP_TEXT2, &ctx->kt_exact, err);
+        st = pd_clip_load(&tmp[1], ctx->src, PD_COMP_TEXT2, &ctx->kt_exact, ctx->pool, err);
         *e2 = &tmp[1];
     }
     if (st != PD_OK) pd_ctx_text_release(tmp);
@@ -213,7 +213,7 @@ pd_status pd_ctx_vae_acquire(const pd_ctx *ctx, pd_vae *tmp, bool encoder, const
     memset(tmp, 0, sizeof *tmp);
     *vae = &ctx->vae;
     if (!ctx->mem.stage_vae || !ctx->has_vae) return PD_OK;
-    pd_status st = pd_vae_load_parts(tmp, ctx->src, &ctx->kt, encoder, !encoder, err);
+    pd_status st = pd_vae_load_parts(tmp, ctx->src, &ctx->kt, encoder, !encoder, ctx->pool, err);
     *vae = &tmp[0];
     return st;
 }
@@ -361,12 +361,12 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
     int step = 0;
     if (!report(p, -1, n_steps, t0)) goto cancelled;
     if (ctx->has_unet) {
-        st = pd_unet_load(&ctx->unet, unet_from, &ctx->kt, err);
+        st = pd_unet_load(&ctx->unet, unet_from, &ctx->kt, ctx->pool, err);
         if (st != PD_OK) goto fail;
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     if (ctx->has_vae) {
-        st = pd_vae_load(&ctx->vae, ctx->src, &ctx->kt, err);
+        st = pd_vae_load(&ctx->vae, ctx->src, &ctx->kt, ctx->pool, err);
         if (st != PD_OK) goto fail;
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
@@ -386,13 +386,13 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
     if (st != PD_OK) goto fail;
     if (ctx->mem.stage_vae) drop_vae_weights(&ctx->vae);
     if (ctx->has_text1) {
-        st = pd_clip_load(&ctx->text1, ctx->src, PD_COMP_TEXT1, &ctx->kt_exact, err);
+        st = pd_clip_load(&ctx->text1, ctx->src, PD_COMP_TEXT1, &ctx->kt_exact, ctx->pool, err);
         if (st != PD_OK) goto fail;
         if (ctx->mem.stage_text) drop_clip_weights(&ctx->text1);
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     if (ctx->has_text2) {
-        st = pd_clip_load(&ctx->text2, ctx->src, PD_COMP_TEXT2, &ctx->kt_exact, err);
+        st = pd_clip_load(&ctx->text2, ctx->src, PD_COMP_TEXT2, &ctx->kt_exact, ctx->pool, err);
         if (st != PD_OK) goto fail;
         if (ctx->mem.stage_text) drop_clip_weights(&ctx->text2);
         if (!report(p, step++, n_steps, t0)) goto cancelled;

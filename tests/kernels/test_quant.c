@@ -5,6 +5,10 @@
  *     (each expected byte explained next to it), zero blocks, blocks of one value, a
  *     negative and a positive max for Q4_0 (the clamp to 15), fp16 rounding of d;
  *   - round trips of random rows within the format's error bound;
+ *   - every vector quantizer (and the dispatcher) byte for byte against the scalar
+ *     reference on many blocks: random rows at scales from 1e-37 to 3e38, exact ties of
+ *     roundf and the q4 truncations, signed zeros as the extremes, +-max pairs,
+ *     subnormals, +-FLT_MAX, inf/NaN, raw bit patterns; unaligned rows;
  *   - every dequant_panels variant of quant.inc this CPU runs, bit-identical to the
  *     reference of its format, and the references against pd_dequantize_row read
  *     through the documented layouts, on awkward shapes (n = 1, 3, 33, 320; k = 32,
@@ -18,6 +22,8 @@
  *     address (same bits as the owned pack); the conv pack's k order against the fp32
  *     conv of the original weight; bad arguments rejected with a message.
  */
+#include <float.h>
+
 #include "base/half.h"
 #include "kernel_test_util.h"
 #include "kernels/conv/conv.h"
@@ -175,6 +181,114 @@ static void test_q4_1_hand(void) {
     for (int j = 0; j < 16; j++) CHECK_EQ_INT(y[4 + j], 0);
     pd_dequantize_row(PD_DTYPE_Q4_1, y, v, 32);
     for (int j = 0; j < 32; j++) CHECK(v[j] == 3.0f);
+}
+
+/* ---- vector quantizers: the same bytes as the reference ---------------------------- */
+
+typedef struct q_variant {
+    pd_isa isa;
+    const char *name;
+    void (*fn)(pd_dtype t, const float *x, void *dst, size_t n);
+} q_variant;
+
+static const q_variant QV[] = {
+#if defined(__x86_64__) || defined(_M_X64)
+    {PD_ISA_AVX512, "pd_quantize_row__avx512", pd_quantize_row__avx512},
+#endif
+    {PD_ISA_SCALAR, "pd_quantize_row", pd_quantize_row},   /* the dispatcher */
+};
+
+static uint32_t rand_u32(void) {
+    (void)kt_rand();
+    return kt_rng;
+}
+
+/* Block kind `kind` (of QB_KINDS) into x[0..32): random rows at many scales, exact ties
+ * of roundf and of the q4 truncations, signed zeros as extremes (first element wins),
+ * +-max pairs in both orders, subnormals (1/d infinite), FLT_MAX, inf/NaN, raw bits. */
+enum { QB_KINDS = 16 };
+static void quant_block_kind(float *x, int kind) {
+    static const float scales[] = {1.0f, 1e-3f, 300.0f, 1e-20f, 1e20f, 3e38f, 1e-37f};
+    switch (kind) {
+    case 0: case 1: case 2: case 3: case 4: case 5: case 6:
+        kt_fill(x, 32, scales[kind]);
+        break;
+    case 7:   /* integers and halves: q8 d = 1 (amax 127) makes x*id the value itself */
+        for (int j = 0; j < 32; j++) x[j] = (float)((int)(rand_u32() % 509) - 254) * 0.5f;
+        x[rand_u32() % 32] = (rand_u32() & 1) ? 127.0f : -127.0f;
+        break;
+    case 8:   /* q4_0 d = +-1, q4_1 d = 1: every x*id + 8.5 / + 0.5 on or next to an integer */
+        for (int j = 0; j < 32; j++) x[j] = (float)((int)(rand_u32() % 33) - 16) * 0.5f;
+        x[rand_u32() % 32] = (rand_u32() & 1) ? 8.0f : -8.0f;
+        break;
+    case 9:   /* signed zeros only, or zeros and one sign (a zero is the max or the min) */
+        for (int j = 0; j < 32; j++) x[j] = (rand_u32() & 1) ? 0.0f : -0.0f;
+        if (rand_u32() & 1)
+            for (int j = 0; j < 32; j += 3) x[j] = (rand_u32() & 1) ? kt_rand() : -fabsf(kt_rand());
+        break;
+    case 10:   /* +a and -a both present, in random order (the first is Q4_0's max) */
+        kt_fill(x, 32, 0.5f);
+        x[rand_u32() % 32] = 0.75f;
+        x[rand_u32() % 32] = -0.75f;
+        break;
+    case 11:   /* subnormals and the smallest normals, with zeros */
+        for (int j = 0; j < 32; j++) x[j] = kt_rand() * ((rand_u32() & 1) ? 1e-39f : 2e-38f);
+        x[rand_u32() % 32] = 0.0f;   /* 0 * an infinite id is NaN */
+        x[rand_u32() % 32] = -0.0f;
+        break;
+    case 12:   /* +-FLT_MAX (Q4_1: max - min overflows) */
+        kt_fill(x, 32, 1e38f);
+        x[rand_u32() % 32] = FLT_MAX;
+        x[rand_u32() % 32] = -FLT_MAX;
+        break;
+    case 13:   /* one inf or NaN */
+        kt_fill(x, 32, 1.0f);
+        x[rand_u32() % 32] = (rand_u32() & 1) ? INFINITY : (rand_u32() & 1) ? -INFINITY : NAN;
+        break;
+    case 14:   /* one value repeated (d from one element), sometimes negative */
+        kt_fill_value(x, 32, kt_rand() * 10.0f);
+        break;
+    default:   /* raw bit patterns: everything, NaNs included */
+        for (int j = 0; j < 32; j++) {
+            uint32_t u = rand_u32();
+            memcpy(&x[j], &u, sizeof u);
+        }
+        break;
+    }
+}
+
+static void test_quantize_variants(void) {
+    enum { BLOCKS = 4096, N = BLOCKS * 32 };
+    float *x = kt_alloc(N, 1);   /* loads at 4 bytes past a 64-byte boundary */
+    uint8_t *want = malloc((size_t)N / 32 * 34), *got = malloc((size_t)N / 32 * 34);
+    CHECK(want && got);
+    int ran = 0;
+    for (size_t v = 0; v < PD_COUNT(QV); v++) {
+        if (!kt_isa_supported(QV[v].isa)) continue;
+        ran += QV[v].isa != PD_ISA_SCALAR;
+        for (int rep = 0; rep < 4; rep++) {
+            kt_seed(100u + (uint32_t)rep);
+            for (int b = 0; b < BLOCKS; b++) quant_block_kind(x + (size_t)b * 32, (b + rep) % QB_KINDS);
+            for (size_t t = 0; t < PD_COUNT(QTYPES); t++) {
+                const size_t bytes = (size_t)N / 32 * pd_dtype_size(QTYPES[t]);
+                memset(want, 0xa5, bytes);
+                memset(got, 0x5a, bytes);
+                pd_quantize_row__ref(QTYPES[t], x, want, N);
+                QV[v].fn(QTYPES[t], x, got, N);
+                size_t bad = bytes;
+                for (size_t i = 0; i < bytes && bad == bytes; i++)
+                    if (want[i] != got[i]) bad = i;
+                CHECK_MSG(bad == bytes, "%s %s: byte %zu (block %zu, kind %d) %02x, want %02x", QV[v].name,
+                          pd_dtype_name(QTYPES[t]), bad, bad / pd_dtype_size(QTYPES[t]),
+                          (int)((bad / pd_dtype_size(QTYPES[t]) + (size_t)rep) % QB_KINDS),
+                          bad < bytes ? got[bad] : 0, bad < bytes ? want[bad] : 0);
+            }
+        }
+    }
+    free(want);
+    free(got);
+    kt_free(x, 1);
+    if (!ran) PD_SKIP("no vector quantizer runs here (only the dispatcher was checked)");
 }
 
 /* Round trips: per block, |x - deq| <= d/2 plus the fp16 rounding of d (and m): d16
@@ -632,6 +746,7 @@ int main(void) {
     PD_RUN(test_q4_0_hand);
     PD_RUN(test_q4_1_hand);
     PD_RUN(test_round_trip);
+    PD_RUN(test_quantize_variants);
     PD_RUN(test_dequant_variants);
     PD_RUN(test_q_gemm);
     PD_RUN(test_q_conv);

@@ -60,7 +60,7 @@ static void run_case(const clip_case *cc, const char *model_path, const pd_kerne
     int32_t *ids = NULL;
     float *buf = NULL;
     pd_arena scratch = {0};
-    if (pd_clip_load(&m, src, cc->comp, kt, &err) != PD_OK) {
+    if (pd_clip_load(&m, src, cc->comp, kt, NULL, &err) != PD_OK) {
         PD_FAIL("%s: load: %s", model_path, err.msg);
         goto done;
     }
@@ -157,7 +157,7 @@ static void test_clip_rejects_bad_ids(void) {
     pd_kernels kt;
     pd_kernels_init(&kt, PD_ISA_AUTO);
     pd_clip m;
-    if (pd_clip_load(&m, src, PD_COMP_TEXT1, &kt, &err) != PD_OK) {
+    if (pd_clip_load(&m, src, PD_COMP_TEXT1, &kt, NULL, &err) != PD_OK) {
         PD_FAIL("%s", err.msg);
         pd_model_close(src);
         return;

@@ -55,7 +55,7 @@ static bool load_unet(pd_unet *m, const char *rel, const pd_kernels *kt) {
     pd_model_src *src = open_model(rel, NULL);
     if (!src) return false;
     pd_error err = {0};
-    pd_status st = pd_unet_load(m, src, kt, &err);
+    pd_status st = pd_unet_load(m, src, kt, NULL, &err);
     if (st != PD_OK) PD_FAIL("load unet %s: %s", rel, err.msg);
     pd_model_close(src);   /* the UNet keeps no pointer into the mapping */
     return st == PD_OK;
@@ -600,7 +600,7 @@ static void test_transformer_reference(void) {
         const char *prefix = cases[ci].prefix;   /* component-relative */
         pd_transformer t;
         pd_error err = {0};
-        const pd_load_ctx lc = {src, PD_COMP_UNET};
+        const pd_load_ctx lc = {src, PD_COMP_UNET, NULL};
         char nm[256];
         snprintf(nm, sizeof nm, "%snorm.weight", prefix);
         const pd_st_tensor *nw = pd_model_find(src, PD_COMP_UNET, nm);
@@ -826,7 +826,7 @@ static void expect_load_error(const char *path, pd_status code, const char *need
     pd_kernels kt;
     pd_kernels_init(&kt, PD_ISA_AUTO);
     pd_unet m;
-    pd_status st = pd_unet_load(&m, src, &kt, &err);
+    pd_status st = pd_unet_load(&m, src, &kt, NULL, &err);
     CHECK_EQ_INT(st, code);
     if (st == code) CHECK_STR_CONTAINS(err.msg, needle);
     if (st == PD_OK) pd_unet_free(&m);

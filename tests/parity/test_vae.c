@@ -145,7 +145,7 @@ static void run_case(const vae_case *cc, const char *path, const pd_kernels *kt,
         PD_FAIL("%s: %s", path, err.msg);
         return;
     }
-    if (pd_vae_load(&m, src, kt, &err) != PD_OK) {
+    if (pd_vae_load(&m, src, kt, NULL, &err) != PD_OK) {
         PD_FAIL("%s: load: %s", path, err.msg);
         goto done;
     }
@@ -385,7 +385,7 @@ static void test_vae_scratch_oom(void) {
     pd_kernels kt;
     pd_kernels_init(&kt, PD_ISA_AUTO);
     pd_vae m;
-    if (pd_vae_load(&m, src, &kt, &err) != PD_OK) {
+    if (pd_vae_load(&m, src, &kt, NULL, &err) != PD_OK) {
         PD_FAIL("%s", err.msg);
         pd_model_close(src);
         return;

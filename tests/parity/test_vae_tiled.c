@@ -56,7 +56,7 @@ static void tmodel_open(tmodel *t, const char *file, const pd_kernels *kt) {
         PD_FAIL("%s: %s", path, err.msg);
         return;
     }
-    if (pd_vae_load(&t->m, t->src, kt, &err) != PD_OK) {
+    if (pd_vae_load(&t->m, t->src, kt, NULL, &err) != PD_OK) {
         PD_FAIL("%s: load: %s", path, err.msg);
         return;
     }

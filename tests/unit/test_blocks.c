@@ -236,7 +236,7 @@ static void test_conv_forward(void) {
         float *b = add_vec("c.bias", s->cout, 0.5f, 0.0f);
         pd_model_src *src = open_tensors("conv.safetensors");
         if (!src) return;
-        pd_load_ctx lc = {src, PD_COMP_VAE};
+        pd_load_ctx lc = {src, PD_COMP_VAE, NULL};
         pd_conv c;
         if (pd_conv_load(&lc, &kt, &c, "c.weight", "c.bias", s->cout, s->cin, s->k, s->stride, s->pt, &err) != PD_OK) {
             PD_FAIL("shape %zu: %s", si, err.msg);
@@ -337,7 +337,7 @@ static void test_groupnorm(void) {
     for (int i = 0; i < c; i++) eye[(size_t)i * c + i] = 1.0f;
     pd_model_src *src = open_tensors("gn.safetensors");
     if (!src) return;
-    pd_load_ctx lc = {src, PD_COMP_VAE};
+    pd_load_ctx lc = {src, PD_COMP_VAE, NULL};
     pd_groupnorm g;
     pd_error err = {0};
     pd_conv id;
@@ -389,7 +389,7 @@ static void test_banded(void) {
     float *beta = add_vec("n.bias", cin, 0.5f, 0.0f);
     pd_model_src *src = open_tensors("band.safetensors");
     if (!src) return;
-    pd_load_ctx lc = {src, PD_COMP_VAE};
+    pd_load_ctx lc = {src, PD_COMP_VAE, NULL};
     pd_conv c;
     pd_groupnorm g;
     pd_error err = {0};
@@ -521,7 +521,7 @@ static void run_resblock(int cin, int cout, int temb_dim, bool expect_skip) {
     }
     pd_model_src *src = open_tensors("res.safetensors");
     if (!src) return;
-    pd_load_ctx lc = {src, PD_COMP_VAE};
+    pd_load_ctx lc = {src, PD_COMP_VAE, NULL};
     pd_resblock_names names = {"r.norm1.weight", "r.norm1.bias", "r.conv1.weight", "r.conv1.bias",
                                "r.temb.weight", "r.temb.bias", "r.norm2.weight", "r.norm2.bias",
                                "r.conv2.weight", "r.conv2.bias", "r.skip.weight", "r.skip.bias"};
@@ -589,7 +589,7 @@ static void test_load_errors(void) {
     add_vec("m.bias", 10, 1.0f, 0.0f);
     pd_model_src *src = open_tensors("bad.safetensors");
     if (!src) return;
-    pd_load_ctx lc = {src, PD_COMP_VAE};
+    pd_load_ctx lc = {src, PD_COMP_VAE, NULL};
     pd_error err = {0};
     pd_conv c;
     CHECK_EQ_INT(pd_conv_load(&lc, &kt, &c, "a.weight", "a.bias", 8, 4, 3, 1, 1, &err), PD_ERR_SHAPE);
@@ -686,7 +686,7 @@ static void test_vae_load_error(void) {
         return;
     }
     pd_vae m;
-    CHECK_EQ_INT(pd_vae_load(&m, src, &kt, &err), PD_ERR_SHAPE);
+    CHECK_EQ_INT(pd_vae_load(&m, src, &kt, NULL, &err), PD_ERR_SHAPE);
     CHECK_STR_CONTAINS(err.msg, victim);
     CHECK_STR_CONTAINS(err.msg, "[32, 32, 9, 1]");
     pd_model_close(src);

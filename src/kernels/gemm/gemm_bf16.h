@@ -65,12 +65,18 @@
 pd_status pd_bf16_gemm_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype,
                             size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
                             pd_error *err);
+pd_status pd_bf16_gemm_pack_mt(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype,
+                               size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
+                               pd_pool *pool, pd_error *err);
 
 /* Packs a PyTorch conv weight [cout, cin, kh, kw] (F32/F16/BF16, dense, possibly
  * unaligned) and optional bias [cout] in the BF16 format (k index tap*cin + ci). */
 pd_status pd_bf16_conv_pack(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype, int cout,
                             int cin, int kh, int kw, const void *bias, pd_dtype bias_dtype,
                             pd_error *err);
+pd_status pd_bf16_conv_pack_mt(pd_packed_w *out, int nr, const void *w, pd_dtype w_dtype, int cout,
+                               int cin, int kh, int kw, const void *bias, pd_dtype bias_dtype,
+                               pd_pool *pool, pd_error *err);
 
 /* References (any nr: 16 or 32). */
 void pd_bf16_gemm__ref(const pd_gemm_args *args);

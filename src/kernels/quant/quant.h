@@ -81,6 +81,13 @@
  * Q4_1) at dst (any alignment), bit for bit as ggml's reference quantizers. */
 void pd_quantize_row(pd_dtype t, const float *x, void *dst, size_t n);
 
+/* The variants pd_quantize_row picks from (by pd_cpu_detect, once per call): the scalar
+ * reference (the specification) and vector versions that write the same bytes for every
+ * input (blocks they cannot prove identical, e.g. with inf/NaN or an infinite 1/d, go to
+ * the reference). The vector versions require their ISA. */
+void pd_quantize_row__ref(pd_dtype t, const float *x, void *dst, size_t n);
+void pd_quantize_row__avx512(pd_dtype t, const float *x, void *dst, size_t n);
+
 /* dst[0..n) = the n elements of the blocks at src (any alignment), n % 32 == 0. */
 void pd_dequantize_row(pd_dtype t, const void *src, float *dst, size_t n);
 
@@ -91,12 +98,18 @@ void pd_dequantize_row(pd_dtype t, const void *src, float *dst, size_t n);
 pd_status pd_q_gemm_pack(pd_packed_w *out, int nr, pd_dtype qtype, const void *w, pd_dtype w_dtype,
                          size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
                          pd_error *err);
+pd_status pd_q_gemm_pack_mt(pd_packed_w *out, int nr, pd_dtype qtype, const void *w, pd_dtype w_dtype,
+                            size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
+                            pd_pool *pool, pd_error *err);
 
 /* Packs a PyTorch conv weight [cout, cin, kh, kw] (F32/F16/BF16) quantized to qtype
  * along the conv's k order (tap*cin + ci), zero-padded to kq; optional bias [cout]. */
 pd_status pd_q_conv_pack(pd_packed_w *out, int nr, pd_dtype qtype, const void *w, pd_dtype w_dtype,
                          int cout, int cin, int kh, int kw, const void *bias, pd_dtype bias_dtype,
                          pd_error *err);
+pd_status pd_q_conv_pack_mt(pd_packed_w *out, int nr, pd_dtype qtype, const void *w, pd_dtype w_dtype,
+                            int cout, int cin, int kh, int kw, const void *bias, pd_dtype bias_dtype,
+                            pd_pool *pool, pd_error *err);
 
 /* Borrows n pre-quantized rows of k elements (k % 32 == 0, checked), row j at
  * blocks + j * (k/32 * block bytes), e.g. a GGUF tensor in a mapped file; nothing is

@@ -13,9 +13,28 @@
  * element; fp16 fields widened by VCVTPH2PS (exact; a NaN comes out quiet either way
  * after the multiply); bf16 rounding to nearest even done in integers exactly as
  * pd_f32_to_bf16 (NaN: quiet, sign kept).
+ *
+ * pd_quantize_row__avx512: ggml's reference quantizers (quant_ref.c), block by block,
+ * with the same bytes. Why each step is exact:
+ *   - a block takes this path only when its 32 values are finite and its 1/d (and d)
+ *     are finite; any other block goes to pd_quantize_row__ref;
+ *   - max / min / max |x| of finite values do not depend on the order of comparison,
+ *     except for the sign of a zero: the reference keeps the first element that reached
+ *     the extreme (strict compares), so a zero extreme is re-read from the first element
+ *     equal to it (Q4_0: the first |x| == amax; amax == 0 leaves max = +0);
+ *   - d, id and the fp16 fields are computed by the same scalar expressions;
+ *   - per element the same fp32 operations, each rounded (mul, add / sub, mul, add as
+ *     separate intrinsics; ISO C mode, so no fma contraction);
+ *   - roundf (half away from zero) is trunc(v), plus sign(v) when |v - trunc(v)| >= 0.5
+ *     (v - trunc(v) is exact); to_i8 is a clamp to [-128, 127] then truncation (the
+ *     clamp in fp32 first, so the conversion never overflows).
  */
 #include <immintrin.h>
+#include <math.h>
+#include <stdbool.h>
 #include <string.h>
+
+#include "base/half.h"
 
 #include "kernels/quant/quant.h"
 
@@ -193,5 +212,116 @@ void pd_q_dequant_bf16__avx512(const pd_packed_w *q, int p0, int p1, void *dst) 
     case PD_DTYPE_Q8_0: panels_bf16(PD_DTYPE_Q8_0, q, p0, p1, dst); break;
     case PD_DTYPE_Q4_0: panels_bf16(PD_DTYPE_Q4_0, q, p0, p1, dst); break;
     default: panels_bf16(PD_DTYPE_Q4_1, q, p0, p1, dst); break;
+    }
+}
+
+/* ---- quantization ------------------------------------------------------------------ */
+
+/* Whether all 32 lanes of lo, hi are finite (exponent not all ones). */
+INLINE bool all_finite(__m512 lo, __m512 hi) {
+    const __m512i e = _mm512_set1_epi32(0x7f800000);
+    const __mmask16 a = _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(lo), e), e);
+    const __mmask16 b = _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(hi), e), e);
+    return (a | b) == 0;
+}
+
+INLINE __m512 vabs(__m512 v) { return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff))); }
+
+/* x[first j with lanes lo/hi equal to v], as the reference's strict compares keep it. */
+INLINE float first_equal(const float *x, __m512 lo, __m512 hi, float v) {
+    const __m512 vv = _mm512_set1_ps(v);
+    const uint32_t m = (uint32_t)_mm512_cmp_ps_mask(lo, vv, _CMP_EQ_OQ) |
+                       (uint32_t)_mm512_cmp_ps_mask(hi, vv, _CMP_EQ_OQ) << 16;
+    return x[__builtin_ctz(m)];   /* v is one of the lanes: m != 0 */
+}
+
+/* to_i8 of finite v: clamp to [-128, 127], truncate toward zero. */
+INLINE __m512i to_i8(__m512 v) {
+    v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-128.0f)), _mm512_set1_ps(127.0f));
+    return _mm512_cvttps_epi32(v);
+}
+
+/* roundf(v) for finite v (half away from zero). */
+INLINE __m512 round_away(__m512 v) {
+    const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(v, t);   /* exact */
+    const __mmask16 up = _mm512_cmp_ps_mask(vabs(f), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u));
+    const __m512 one = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_castps_si512(_mm512_set1_ps(1.0f))));
+    return _mm512_mask_add_ps(t, up, t, one);
+}
+
+INLINE void put_f16(uint8_t *p, float v) {
+    const uint16_t h = pd_f32_to_f16(v);
+    memcpy(p, &h, sizeof h);
+}
+
+/* Nibbles (lo & 15) | (hi & 15) << 4 of q = min(15, to_i8(v)) into 16 bytes at y. */
+INLINE void store_nibbles(uint8_t *y, __m512 vlo, __m512 vhi) {
+    const __m512i fifteen = _mm512_set1_epi32(15);
+    const __m512i a = _mm512_and_si512(_mm512_min_epi32(to_i8(vlo), fifteen), fifteen);
+    const __m512i b = _mm512_and_si512(_mm512_min_epi32(to_i8(vhi), fifteen), fifteen);
+    _mm_storeu_si128((__m128i *)(void *)y, _mm512_cvtepi32_epi8(_mm512_or_si512(a, _mm512_slli_epi32(b, 4))));
+}
+
+static bool q8_0_block(const float *x, uint8_t *y) {
+    const __m512 lo = _mm512_loadu_ps(x), hi = _mm512_loadu_ps(x + 16);
+    if (!all_finite(lo, hi)) return false;
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(vabs(lo), vabs(hi)));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    if (!isfinite(id)) return false;
+    put_f16(y, d);
+    const __m512 vid = _mm512_set1_ps(id);
+    const __m512 rlo = round_away(_mm512_mul_ps(lo, vid)), rhi = round_away(_mm512_mul_ps(hi, vid));
+    _mm_storeu_si128((__m128i *)(void *)(y + 2), _mm512_cvtepi32_epi8(to_i8(rlo)));
+    _mm_storeu_si128((__m128i *)(void *)(y + 18), _mm512_cvtepi32_epi8(to_i8(rhi)));
+    return true;
+}
+
+static bool q4_0_block(const float *x, uint8_t *y) {
+    const __m512 lo = _mm512_loadu_ps(x), hi = _mm512_loadu_ps(x + 16);
+    if (!all_finite(lo, hi)) return false;
+    const __m512 alo = vabs(lo), ahi = vabs(hi);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(alo, ahi));
+    const float max = amax == 0.0f ? 0.0f : first_equal(x, alo, ahi, amax);
+    const float d = max / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    if (!isfinite(id)) return false;
+    put_f16(y, d);
+    const __m512 vid = _mm512_set1_ps(id), half8 = _mm512_set1_ps(8.5f);
+    const __m512 plo = _mm512_mul_ps(lo, vid), phi = _mm512_mul_ps(hi, vid);
+    store_nibbles(y + 2, _mm512_add_ps(plo, half8), _mm512_add_ps(phi, half8));
+    return true;
+}
+
+static bool q4_1_block(const float *x, uint8_t *y) {
+    const __m512 lo = _mm512_loadu_ps(x), hi = _mm512_loadu_ps(x + 16);
+    if (!all_finite(lo, hi)) return false;
+    float min = _mm512_reduce_min_ps(_mm512_min_ps(lo, hi));
+    float max = _mm512_reduce_max_ps(_mm512_max_ps(lo, hi));
+    if (min == 0.0f) min = first_equal(x, lo, hi, min);   /* the sign of the first zero */
+    if (max == 0.0f) max = first_equal(x, lo, hi, max);
+    const float d = (max - min) / 15.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    if (!isfinite(d) || !isfinite(id)) return false;
+    put_f16(y, d);
+    put_f16(y + 2, min);
+    const __m512 vid = _mm512_set1_ps(id), vmin = _mm512_set1_ps(min), half = _mm512_set1_ps(0.5f);
+    const __m512 slo = _mm512_sub_ps(lo, vmin), shi = _mm512_sub_ps(hi, vmin);
+    const __m512 plo = _mm512_mul_ps(slo, vid), phi = _mm512_mul_ps(shi, vid);
+    store_nibbles(y + 4, _mm512_add_ps(plo, half), _mm512_add_ps(phi, half));
+    return true;
+}
+
+void pd_quantize_row__avx512(pd_dtype t, const float *x, void *dst, size_t n) {
+    PD_ASSERT(pd_dtype_is_quant(t) && n % PD_Q_BLOCK == 0);
+    const size_t bs = pd_dtype_size(t);
+    uint8_t *y = dst;
+    for (size_t b = 0; b < n / PD_Q_BLOCK; b++, x += PD_Q_BLOCK, y += bs) {
+        const bool ok = t == PD_DTYPE_Q8_0   ? q8_0_block(x, y)
+                        : t == PD_DTYPE_Q4_0 ? q4_0_block(x, y)
+                                             : q4_1_block(x, y);
+        if (!ok) pd_quantize_row__ref(t, x, y, PD_Q_BLOCK);
     }
 }

@@ -4,6 +4,9 @@
  * (rows widened to fp32, permuted to the conv's k order, zero-padded to kq);
  * pd_q_gemm_wrap borrows GGUF-style rows without copying.
  *
+ * The _mt packers split the rows across a pool (pack_mt.h), each thread with its own
+ * row scratch: the same bytes as one thread.
+ *
  * Traps: shapes come from hostile files: sizes are checked in 64 bits (capped) before
  * anything is allocated; a borrowed q is never written or freed; out is zeroed first,
  * so pd_packed_w_free is safe after any failure.
@@ -14,7 +17,25 @@
 
 #include "base/half.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/pack_mt.h"
 #include "kernels/quant/quant.h"
+#if defined(PD_ARCH_X86)
+#include "base/cpu.h"
+#endif
+
+/* The fastest variant the CPU (and OS) allow; all write the same bytes. pd_cpu_detect
+ * runs cpuid once per process and then copies its cached result. */
+void pd_quantize_row(pd_dtype t, const float *x, void *dst, size_t n) {
+#if defined(PD_ARCH_X86)
+    pd_cpu_features f;
+    pd_cpu_detect(&f);
+    if (pd_cpu_supports(&f, PD_ISA_AVX512)) {
+        pd_quantize_row__avx512(t, x, dst, n);
+        return;
+    }
+#endif
+    pd_quantize_row__ref(t, x, dst, n);
+}
 
 /* 1 TiB of blocks: no weight is that large; keeps the size math exact. */
 #define MAX_Q_BYTES (UINT64_C(1) << 40)
@@ -76,23 +97,47 @@ typedef struct src_rows {
     pd_dtype dtype;
     size_t row_bytes;
     int cin, taps;   /* conv: source row [cin, taps], permuted to [taps, cin]; taps 1: none */
-    float *tmp;      /* conv: k floats */
 } src_rows;
 
-static void get_row(const src_rows *s, int j, float *row, int k) {
+/* tmp: k floats of the calling thread's scratch (conv only). */
+static void get_row(const src_rows *s, int j, float *row, float *tmp, int k) {
     const char *src = s->w + (size_t)j * s->row_bytes;
     if (s->taps == 1) {
         pd_to_f32(row, src, s->dtype, (size_t)k);
         return;
     }
-    pd_to_f32(s->tmp, src, s->dtype, (size_t)k);
+    pd_to_f32(tmp, src, s->dtype, (size_t)k);
     for (int ci = 0; ci < s->cin; ci++)
         for (int t = 0; t < s->taps; t++)
-            row[(size_t)t * (size_t)s->cin + (size_t)ci] = s->tmp[(size_t)ci * (size_t)s->taps + (size_t)t];
+            row[(size_t)t * (size_t)s->cin + (size_t)ci] = tmp[(size_t)ci * (size_t)s->taps + (size_t)t];
+}
+
+typedef struct q_job {
+    uint8_t *q;
+    size_t qrow, kq;
+    pd_dtype qtype;
+    const src_rows *s;
+    int n, k;
+    char *scratch;   /* per thread: row (kq floats), tmp (k floats) */
+    size_t row_bytes, scratch_stride;
+} q_job;
+
+/* Rows [r0, r1): widened (and permuted), zero-padded to kq, quantized. */
+static void quantize_task(void *arg, int ith, int nth) {
+    const q_job *j = arg;
+    char *scratch = j->scratch + (size_t)ith * j->scratch_stride;
+    float *row = (float *)(void *)scratch, *tmp = (float *)(void *)(scratch + j->row_bytes);
+    size_t r0, r1;
+    pd_pack_split((size_t)j->n, ith, nth, &r0, &r1);
+    for (size_t kk = (size_t)j->k; kk < j->kq; kk++) row[kk] = 0.0f;
+    for (size_t r = r0; r < r1; r++) {
+        get_row(j->s, (int)r, row, tmp, j->k);
+        pd_quantize_row(j->qtype, row, j->q + r * j->qrow, j->kq);
+    }
 }
 
 static pd_status quantize_all(pd_packed_w *out, const char *what, int nr, pd_dtype qtype, const src_rows *s,
-                              int n, int k, const void *bias, pd_dtype bias_dtype, pd_error *err) {
+                              int n, int k, const void *bias, pd_dtype bias_dtype, pd_pool *pool, pd_error *err) {
     size_t qrow = 0;
     pd_status st = check_common(what, nr, qtype, n, k, &qrow, err);
     if (st != PD_OK) return st;
@@ -100,21 +145,22 @@ static pd_status quantize_all(pd_packed_w *out, const char *what, int nr, pd_dty
     float *b = NULL;
     st = make_bias(what, &b, nr, n, bias, bias_dtype, err);
     if (st != PD_OK) return st;
+    pool = pd_pack_pool(pool, (uint64_t)n * (uint64_t)kq);
+    const int nth = pd_pool_size(pool);
+    const size_t row_bytes = pd_pack_line(kq * sizeof(float));
+    const size_t stride = row_bytes + (s->taps > 1 ? pd_pack_line((size_t)k * sizeof(float)) : 0);
     uint8_t *q = malloc(qrow * (size_t)n + 64);
-    float *row = malloc(kq * sizeof(float));
-    if (!q || !row) {
+    char *scratch = aligned_alloc(64, stride * (size_t)nth);
+    if (!q || !scratch) {
         free(q);
-        free(row);
+        free(scratch);
         free(b);
         return pd_error_set(err, PD_ERR_OOM, "%s: out of memory for [%d, %d] weight", what, n, k);
     }
     memset(q + qrow * (size_t)n, 0, 64);
-    for (size_t kk = (size_t)k; kk < kq; kk++) row[kk] = 0.0f;
-    for (int j = 0; j < n; j++) {
-        get_row(s, j, row, k);
-        pd_quantize_row(qtype, row, q + (size_t)j * qrow, kq);
-    }
-    free(row);
+    q_job job = {q, qrow, kq, qtype, s, n, k, scratch, row_bytes, stride};
+    pd_pool_run(pool, quantize_task, &job);
+    free(scratch);
     set_out(out, nr, qtype, n, k, q, qrow, false, b);
     return PD_OK;
 }
@@ -122,17 +168,29 @@ static pd_status quantize_all(pd_packed_w *out, const char *what, int nr, pd_dty
 pd_status pd_q_gemm_pack(pd_packed_w *out, int nr, pd_dtype qtype, const void *w, pd_dtype w_dtype,
                          size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
                          pd_error *err) {
+    return pd_q_gemm_pack_mt(out, nr, qtype, w, w_dtype, ld_w, n, k, bias, bias_dtype, NULL, err);
+}
+
+pd_status pd_q_gemm_pack_mt(pd_packed_w *out, int nr, pd_dtype qtype, const void *w, pd_dtype w_dtype,
+                            size_t ld_w, int n, int k, const void *bias, pd_dtype bias_dtype,
+                            pd_pool *pool, pd_error *err) {
     PD_ASSERT(out);
     memset(out, 0, sizeof *out);
     pd_status st = pd_gemm_pack_check("quant gemm pack", w, w_dtype, ld_w, n, k, bias, bias_dtype, err);
     if (st != PD_OK) return st;
-    const src_rows s = {w, w_dtype, ld_w * pd_dtype_size(w_dtype), 1, 1, NULL};
-    return quantize_all(out, "quant gemm pack", nr, qtype, &s, n, k, bias, bias_dtype, err);
+    const src_rows s = {w, w_dtype, ld_w * pd_dtype_size(w_dtype), 1, 1};
+    return quantize_all(out, "quant gemm pack", nr, qtype, &s, n, k, bias, bias_dtype, pool, err);
 }
 
 pd_status pd_q_conv_pack(pd_packed_w *out, int nr, pd_dtype qtype, const void *w, pd_dtype w_dtype,
                          int cout, int cin, int kh, int kw, const void *bias, pd_dtype bias_dtype,
                          pd_error *err) {
+    return pd_q_conv_pack_mt(out, nr, qtype, w, w_dtype, cout, cin, kh, kw, bias, bias_dtype, NULL, err);
+}
+
+pd_status pd_q_conv_pack_mt(pd_packed_w *out, int nr, pd_dtype qtype, const void *w, pd_dtype w_dtype,
+                            int cout, int cin, int kh, int kw, const void *bias, pd_dtype bias_dtype,
+                            pd_pool *pool, pd_error *err) {
     PD_ASSERT(out);
     memset(out, 0, sizeof *out);
     if (cout <= 0 || cin <= 0 || kh <= 0 || kw <= 0)
@@ -145,16 +203,8 @@ pd_status pd_q_conv_pack(pd_packed_w *out, int nr, pd_dtype qtype, const void *w
     const int k = (int)k64;
     pd_status st = pd_gemm_pack_check("quant conv pack", w, w_dtype, (size_t)k, cout, k, bias, bias_dtype, err);
     if (st != PD_OK) return st;
-    src_rows s = {w, w_dtype, (size_t)k * pd_dtype_size(w_dtype), cin, (int)taps, NULL};
-    if (taps > 1) {
-        s.tmp = malloc((size_t)k * sizeof(float));
-        if (!s.tmp)
-            return pd_error_set(err, PD_ERR_OOM, "quant conv pack: out of memory for [%d, %d, %d, %d] weight",
-                                cout, cin, kh, kw);
-    }
-    st = quantize_all(out, "quant conv pack", nr, qtype, &s, cout, k, bias, bias_dtype, err);
-    free(s.tmp);
-    return st;
+    const src_rows s = {w, w_dtype, (size_t)k * pd_dtype_size(w_dtype), cin, (int)taps};
+    return quantize_all(out, "quant conv pack", nr, qtype, &s, cout, k, bias, bias_dtype, pool, err);
 }
 
 pd_status pd_q_gemm_wrap(pd_packed_w *out, int nr, pd_dtype qtype, const void *blocks, int n, int k,

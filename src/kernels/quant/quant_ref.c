@@ -89,7 +89,7 @@ static void quant_q4_1(const float *x, uint8_t *y) {
     }
 }
 
-void pd_quantize_row(pd_dtype t, const float *x, void *dst, size_t n) {
+void pd_quantize_row__ref(pd_dtype t, const float *x, void *dst, size_t n) {
     PD_ASSERT(pd_dtype_is_quant(t) && n % PD_Q_BLOCK == 0);
     const size_t bs = pd_dtype_size(t);
     uint8_t *y = dst;
