@@ -24,12 +24,12 @@
 #include <string.h>
 
 #include "io/safetensors.h"
+#include "st_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define NAME "fuzz.safetensors"
 #define DATA_LEN 256
-#define MAX_CONVERT ((int64_t)1 << 16)
 
 static const char *const SEEDS[] = {
     "{\"__metadata__\": {\"format\": \"pt\"},"
@@ -49,7 +49,7 @@ static const char *const SEEDS[] = {
     "{}",
 };
 
-static void require(int cond, const char *what) {
+static void require(bool cond, const char *what) {
     if (!cond) {
         fprintf(stderr, "fuzz_safetensors: property violated: %s\n", what);
         abort();
@@ -57,42 +57,7 @@ static void require(int cond, const char *what) {
 }
 
 static void touch(const pd_st_file *f, const unsigned char *img, size_t size) {
-    for (int i = 0; i < f->n_tensors; i++) {
-        const pd_st_tensor *t = &f->tensors[i];
-        require(t->name && t->name[0], "non-empty name");
-        require(i == 0 || strcmp(f->tensors[i - 1].name, t->name) < 0, "sorted, distinct names");
-        require(pd_st_find(f, t->name) == t, "pd_st_find finds each tensor");
-        require(t->ndim >= 0 && t->ndim <= PD_ST_MAX_DIMS && t->numel >= 0, "rank and numel");
-        int64_t numel = 1;
-        for (int d = 0; d < t->ndim; d++) {
-            require(t->shape[d] >= 0, "non-negative dims");
-            numel = t->shape[d] == 0 || numel == 0 ? 0 : numel * t->shape[d];   /* checked at parse */
-        }
-        require(numel == t->numel, "numel is the product of the shape");
-        require(t->nbytes == (size_t)t->numel * pd_dtype_size(t->dtype), "nbytes");
-        require((t->nbytes == 0) == (t->data == NULL), "data NULL iff empty");
-        if (t->data) {
-            const unsigned char *p = t->data;
-            require(p >= img + 8 && p <= img + size && t->nbytes <= (size_t)(img + size - p), "data in bounds");
-            volatile unsigned char sink = p[0] ^ p[t->nbytes - 1];   /* ASan checks both ends */
-            (void)sink;
-        }
-        if (t->numel <= MAX_CONVERT) {
-            float *dst = malloc((size_t)(t->numel ? t->numel : 1) * sizeof(float));
-            require(dst != NULL, "out of memory in the fuzzer");
-            pd_error err;
-            pd_status st = pd_st_to_f32(t, dst, &err);
-            require(st == PD_OK || st == PD_ERR_UNSUPPORTED, "pd_st_to_f32 status");
-            free(dst);
-        }
-    }
-    require(f->n_meta >= 0 && (f->n_meta == 0 || (f->meta_keys && f->meta_values)), "metadata arrays");
-    for (int i = 0; i < f->n_meta; i++) {
-        require(f->meta_keys[i] && f->meta_values[i], "metadata strings");
-        require(pd_st_meta(f, f->meta_keys[i]) == f->meta_values[i], "pd_st_meta finds each key");
-    }
-    require(pd_st_find(f, "\x01 not a tensor") == NULL, "miss");
-    require(pd_st_meta(f, "\x01 not a key") == NULL, "meta miss");
+    st_check_file(f, img, size, 8, require);   /* data after the 8-byte length */
 }
 
 static void run_image(const unsigned char *img, size_t size) {

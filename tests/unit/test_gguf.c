@@ -17,41 +17,16 @@
 
 #include "io/gguf.h"
 #include "io/tensor_file.h"
+#include "byte_builder.h"
 #include "test.h"
 
 #define BAD_NAME "bad.gguf"
 
-/* ---- a byte builder ---------------------------------------------------------------- */
-
-typedef struct bb {
-    unsigned char *p;
-    size_t len, cap;
-} bb;
-
-static void bb_raw(bb *b, const void *s, size_t n) {
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-        PD_ASSERT(b->p != NULL);
-    }
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void bb_le(bb *b, uint64_t v, int n) {
-    unsigned char t[8];
-    for (int i = 0; i < n; i++) t[i] = (unsigned char)(v >> (8 * i));
-    bb_raw(b, t, (size_t)n);
-}
+/* ---- GGUF pieces on the byte builder ------------------------------------------------ */
 
 static void bb_u8(bb *b, unsigned v) { bb_le(b, v, 1); }
 static void bb_u32(bb *b, uint32_t v) { bb_le(b, v, 4); }
 static void bb_u64(bb *b, uint64_t v) { bb_le(b, v, 8); }
-static void bb_strn(bb *b, const char *s, size_t n) {
-    bb_u64(b, n);
-    bb_raw(b, s, n);
-}
-static void bb_str(bb *b, const char *s) { bb_strn(b, s, strlen(s)); }
 
 static void bb_hdr(bb *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
     bb_raw(b, "GGUF", 4);
