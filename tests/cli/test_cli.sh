@@ -105,6 +105,9 @@ ls "$TMP"/*.tmp-* >/dev/null 2>&1 && bad "temporary files left behind" || ok "no
 # convert: a q8_0 GGUF that `info` and `generate` read; no clobbering; clear errors.
 expect "convert q8_0" 0 "q8_0" -- pdbin convert "$M/tiny-sd15.safetensors" "$TMP/t8.gguf" --weight-type q8_0
 expect "info gguf" 0 "unet .*Q8_0" -- pdbin info "$TMP/t8.gguf"
+head -c 5000 "$TMP/t8.gguf" >"$TMP/trunc.gguf"
+expect "info truncated gguf" 1 "trunc.gguf" -- pdbin info "$TMP/trunc.gguf"
+expect "generate truncated gguf" 1 "trunc.gguf" -- pdbin generate -m "$TMP/trunc.gguf" -p x -o "$TMP/never2.png"
 cp "$TMP/t8.gguf" "$TMP/t8.before"
 expect "convert refuses to clobber" 1 "exists" -- pdbin convert "$M/tiny-sd15.safetensors" "$TMP/t8.gguf"
 if cmp -s "$TMP/t8.gguf" "$TMP/t8.before"; then ok "convert left the existing file alone"; else bad "convert changed an existing file"; fi
