@@ -99,4 +99,15 @@ static inline double golden_check_nhwc(const char *label, const pd_st_file *g, c
     return e;
 }
 
+/* PSNR (dB) of two 8-bit images: 10 log10(255^2 / MSE); identical images count as 99 dB. */
+static inline double golden_psnr_u8(const uint8_t *a, const uint8_t *b, size_t n) {
+    double se = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = (double)a[i] - (double)b[i];
+        se += d * d;
+    }
+    if (se == 0) return 99.0;
+    return 10.0 * log10(255.0 * 255.0 / (se / (double)n));
+}
+
 #endif

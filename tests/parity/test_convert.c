@@ -15,6 +15,7 @@
 
 #include "base/half.h"
 #include "golden_case.h"
+#include "io/gguf.h"
 #include "io/tensor_file.h"
 #include "kernels/quant/quant.h"
 #include "pipeline/generate.h"
@@ -167,6 +168,72 @@ static void run_model(const char *name) {
     }
 }
 
+/* A GGUF laid out as stable-diffusion.cpp writes it: every 2-D+ tensor with whole-block
+ * rows quantized (biases aside), embeddings and text projection included. It loads, and
+ * its image stays close to the fp32 one. */
+static void run_sdcpp_layout(const char *name) {
+    PD_REQUIRE_GOLDEN();
+    char src[1024], config[1024], rel[128], out[256];
+    snprintf(rel, sizeof rel, "%s.safetensors", name);
+    golden_model(src, sizeof src, rel);
+    snprintf(rel, sizeof rel, "%s.config.json", name);
+    golden_model(config, sizeof config, rel);
+    snprintf(out, sizeof out, "%s/%s_sdcpp.gguf", tmpdir, name);
+    pd_st_file *f = NULL;
+    pd_error err = {0};
+    if (pd_tensor_file_open(src, &f, &err) != PD_OK) {
+        PD_FAIL("%s", err.msg);
+        return;
+    }
+    pd_gguf_writer *w = pd_gguf_writer_new();
+    void **bufs = calloc((size_t)f->n_tensors, sizeof *bufs);
+    int n_embed_q = 0;
+    pd_status st = w && bufs ? PD_OK : PD_ERR_OOM;
+    for (int i = 0; st == PD_OK && i < f->n_tensors; i++) {
+        const pd_st_tensor *t = &f->tensors[i];
+        const size_t n = strlen(t->name);
+        const bool fl = t->dtype == PD_DTYPE_F32 || t->dtype == PD_DTYPE_F16 || t->dtype == PD_DTYPE_BF16;
+        int64_t one = 1;
+        if (fl && t->ndim >= 2 && t->shape[t->ndim - 1] % 32 == 0 && !(n >= 5 && !strcmp(t->name + n - 5, ".bias"))) {
+            const size_t len = (size_t)t->shape[t->ndim - 1], rows = (size_t)t->numel / len;
+            const size_t rb = pd_dtype_bytes(PD_DTYPE_Q8_0, len);
+            unsigned char *q = malloc(rows * rb);
+            float *x = malloc(len * sizeof(float));
+            for (size_t r = 0; q && x && r < rows; r++) {
+                pd_to_f32(x, (const unsigned char *)t->data + r * len * pd_dtype_size(t->dtype), t->dtype, len);
+                pd_quantize_row(PD_DTYPE_Q8_0, x, q + r * rb, len);
+            }
+            free(x);
+            bufs[i] = q;
+            n_embed_q += strstr(t->name, "embedding") != NULL;
+            st = q ? pd_gguf_add_tensor(w, t->name, PD_DTYPE_Q8_0, t->ndim, t->shape, q, rows * rb, &err) : PD_ERR_OOM;
+        } else {
+            st = pd_gguf_add_tensor(w, t->name, t->dtype, t->ndim ? t->ndim : 1, t->ndim ? t->shape : &one, t->data,
+                                    t->nbytes, &err);
+        }
+    }
+    if (st == PD_OK) st = pd_gguf_write(w, out, false, &err);
+    CHECK_EQ_INT(st, PD_OK);
+    if (st != PD_OK) PD_FAIL("%s", err.msg);
+    CHECK_MSG(n_embed_q > 0, "%s: no embedding was quantized: the layout is not exercised", name);
+    for (int i = 0; bufs && i < f->n_tensors; i++) free(bufs[i]);
+    free(bufs);
+    pd_gguf_writer_free(w);
+    pd_st_close(f);
+    if (st != PD_OK) return;
+    pd_result *a = generate(src, NULL, PD_WEIGHT_F32), *b = generate(out, config, PD_WEIGHT_AUTO);
+    if (a && b) {
+        const double p = golden_psnr_u8(a->images[0].rgb, b->images[0].rgb, 64 * 64 * 3);
+        fprintf(stderr, "  %s, stable-diffusion.cpp layout q8_0 vs fp32: %.1f dB\n", name, p);
+        CHECK_MSG(p >= 20.0 && p < 99.0, "%s: PSNR %.1f dB", name, p);
+    }
+    pd_result_free(a);
+    pd_result_free(b);
+    unlink(out);
+}
+
+static void test_sdcpp_layout(void) { run_sdcpp_layout("tiny-sdxl"); }
+
 static void test_sd15(void) { run_model("tiny-sd15"); }
 static void test_sdxl(void) { run_model("tiny-sdxl"); }
 
@@ -200,6 +267,7 @@ int main(void) {
     }
     PD_RUN(test_sd15);
     PD_RUN(test_sdxl);
+    PD_RUN(test_sdcpp_layout);
     PD_RUN(test_bad_inputs);
     rmdir(tmpdir);
     return pd_test_summary();

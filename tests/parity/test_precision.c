@@ -44,16 +44,6 @@ static const variant Q8_0 = {"q8_0", PD_PRECISION_FP32, PD_WEIGHT_Q8_0, 30.0, 0.
 static const variant Q4_0 = {"q4_0", PD_PRECISION_FP32, PD_WEIGHT_Q4_0, 0.0, 0.0, 0.0, 10.0, 4};
 #define MAX_RESULTS 512
 
-static double psnr_u8(const uint8_t *a, const uint8_t *b, size_t n) {
-    double se = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double d = (double)a[i] - (double)b[i];
-        se += d * d;
-    }
-    if (se == 0) return 99.0;
-    return 10.0 * log10(255.0 * 255.0 / (se / (double)n));
-}
-
 static pd_ctx *load(const char *model_rel, const char *unet_rel, pd_precision prec, pd_weight_type wt) {
     char path[1024], unet[1024];
     pd_ctx_params cp = pd_ctx_default_params();
@@ -98,13 +88,13 @@ static void run_case(const variant *v, const char *case_name, pd_ctx *fp32, pd_c
     const pd_image *ia = &a->images[0], *ib = &b->images[0];
     const size_t n = (size_t)ia->width * (size_t)ia->height * 3;
     CHECK(ia->width == ib->width && ia->height == ib->height);
-    const double p_fp32 = psnr_u8(ib->rgb, ia->rgb, n);
+    const double p_fp32 = golden_psnr_u8(ib->rgb, ia->rgb, n);
     record(t, v, case_name, "fp32", p_fp32);
     t->differing += memcmp(ia->rgb, ib->rgb, n) != 0;
     t->worst_vs_fp32 = PD_MIN(t->worst_vs_fp32, p_fp32);
     const pd_st_tensor *img = pd_st_find(gc.g, "image_u8");
     if (img && img->nbytes == n) {
-        const double p_ref = psnr_u8(ib->rgb, img->data, n);
+        const double p_ref = golden_psnr_u8(ib->rgb, img->data, n);
         record(t, v, case_name, "the reference", p_ref);
         t->worst_vs_ref = PD_MIN(t->worst_vs_ref, p_ref);
     }
