@@ -64,7 +64,9 @@ typedef enum pd_log_level {
 
 typedef void (*pd_log_fn)(pd_log_level level, const char *msg, void *user);
 
-/* Progress report. stage is a constant string ("load", "text", ...). */
+/* Progress report. stage is a constant string: "load" (one unit per component), "text",
+ * "denoise" (one unit per sampler step), "decode" (one unit, or one per tile of a tiled
+ * VAE decode). */
 typedef struct pd_progress {
     const char *stage;
     int step;     /* 0-based index of the unit just finished, or -1 at stage start */

@@ -220,6 +220,14 @@ size_t pd_vae_decode_tiled_scratch_bytes(const pd_vae_config *cfg, int lat_h, in
 pd_status pd_vae_decode_tiled(const pd_vae *m, const pd_nn *nn, const float *z, int lat_h, int lat_w,
                               float *image, const pd_vae_tiling *t, pd_arena *scratch, pd_error *err);
 
+/* As pd_vae_decode_tiled, calling on_tile(user, done, total) after each of the total
+ * tiles (done = 1 .. total; not called for a single-tile decode); on_tile returning
+ * false stops the decode with PD_ERR_CANCELLED. */
+typedef bool (*pd_vae_tile_fn)(void *user, int done, int total);
+pd_status pd_vae_decode_tiled_cb(const pd_vae *m, const pd_nn *nn, const float *z, int lat_h, int lat_w,
+                                 float *image, const pd_vae_tiling *t, pd_arena *scratch, pd_vae_tile_fn on_tile,
+                                 void *user, pd_error *err);
+
 /* ---- layout and value conversions for the pipeline --------------------------------- */
 
 /* dst [h, w, c] from src [c, h, w], and back. */

@@ -203,6 +203,12 @@ size_t pd_vae_decode_tiled_scratch_bytes(const pd_vae_config *cfg, int lat_h, in
 
 pd_status pd_vae_decode_tiled(const pd_vae *m, const pd_nn *nn, const float *z, int lat_h, int lat_w,
                               float *image, const pd_vae_tiling *t, pd_arena *scratch, pd_error *err) {
+    return pd_vae_decode_tiled_cb(m, nn, z, lat_h, lat_w, image, t, scratch, NULL, NULL, err);
+}
+
+pd_status pd_vae_decode_tiled_cb(const pd_vae *m, const pd_nn *nn, const float *z, int lat_h, int lat_w,
+                                 float *image, const pd_vae_tiling *t, pd_arena *scratch, pd_vae_tile_fn on_tile,
+                                 void *user, pd_error *err) {
     const pd_vae_config *cfg = &m->cfg;
     const int s = cfg->scale, lc = cfg->arch.latent_channels, oc = cfg->arch.out_channels;
     pd_vae_tiling def = pd_vae_tiling_default(cfg);
@@ -257,6 +263,12 @@ pd_status pd_vae_decode_tiled(const pd_vae *m, const pd_nn *nn, const float *z, 
                     const float w = wy * wx[c];
                     for (int ch = 0; ch < oc; ch++) dst[c * oc + ch] += w * src[c * oc + ch];
                 }
+            }
+            const int done = ty * ax.k + tx + 1;
+            if (on_tile && !on_tile(user, done, ay.k * ax.k)) {
+                st = pd_error_set(err, PD_ERR_CANCELLED, "VAE decode cancelled after tile %d of %d", done,
+                                  ay.k * ax.k);
+                goto done;
             }
         }
     }

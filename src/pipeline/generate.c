@@ -437,6 +437,24 @@ static pd_status init_latents(job *j, pd_rng *rng, pd_error *err) {
     return st;
 }
 
+/* Tiled decodes report each tile as a "decode" step (and may be cancelled there). */
+typedef struct tile_report {
+    const pd_gen_params *p;
+    double t0;
+} tile_report;
+
+static bool on_tile(void *user, int done, int total) {
+    const tile_report *r = user;
+    return report(r->p, "decode", done - 1, total, r->t0);
+}
+
+/* Units the "decode" stage reports: tiles of a tiled KL decode, else 1. */
+static int decode_units(const job *j) {
+    if (j->taesd_dec || !j->tiled) return 1;
+    const pd_vae_tiling tw = pd_vae_tiling_axis(&j->tiling, true);
+    return pd_vae_tile_count(j->lh, &j->tiling) * pd_vae_tile_count(j->lw, &tw);
+}
+
 /* image [H, W, 3] from latents [c, h, w] (NCHW): TAESD takes the latents as they are,
  * the KL VAE latents / scaling_factor (+ shift), whole or in tiles. */
 static pd_status decode(job *j, const float *latents, pd_error *err) {
@@ -451,8 +469,10 @@ static pd_status decode(job *j, const float *latents, pd_error *err) {
     if (st == PD_OK) st = job_vae(j, false, err);
     if (st != PD_OK) return st;
     pd_vae_z_from_latents(&j->vae->cfg, j->x_in, latents, j->lh, j->lw);
+    tile_report tr = {j->p, now_s()};
     if (j->tiled)
-        st = pd_vae_decode_tiled(j->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->tiling, &j->scratch, err);
+        st = pd_vae_decode_tiled_cb(j->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->tiling, &j->scratch, on_tile,
+                                    &tr, err);
     else st = pd_vae_decode(j->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
     if (st == PD_OK) pd_ctx_log_memory(ctx, "decode", j->mem_peak);
     if (j->split) {   /* the next image denoises without the VAE */
@@ -506,7 +526,8 @@ static pd_status run_image(job *j, int image, int64_t seed, pd_image *out, pd_ti
     tm->denoise_s += t1 - t0;
     pd_ctx_log_memory(j->ctx, "denoising", j->mem_peak);
 
-    if (!report(p, "decode", -1, 1, t1)) return pd_error_set(err, PD_ERR_CANCELLED, "cancelled");
+    const int units = decode_units(j);
+    if (!report(p, "decode", -1, units, t1)) return pd_error_set(err, PD_ERR_CANCELLED, "cancelled");
     st = decode(j, j->latents, err);
     if (st != PD_OK) return st;
     size_t px = (size_t)j->width * (size_t)j->height * 3;
@@ -517,7 +538,7 @@ static pd_status run_image(job *j, int image, int64_t seed, pd_image *out, pd_ti
     out->height = j->height;
     out->seed = seed;
     tm->decode_s += now_s() - t1;
-    report(p, "decode", 0, 1, t1);
+    if (units == 1) report(p, "decode", 0, 1, t1);   /* tiles reported themselves */
     return PD_OK;
 }
 

@@ -3,7 +3,8 @@
  * tiny SD 1.5 model: a budget that forces the text encoders and the VAE to be loaded
  * per use gives bit-identical conditioning and images (txt2img and img2img, so both VAE
  * halves are staged); budgets that cannot hold the UNet or a run fail cleanly before any
- * work; the stage reports reach the log.
+ * work; the stage reports reach the log; a tiled decode reports (and can be cancelled)
+ * per tile.
  */
 #include "golden_case.h"
 #include "pipeline/context.h"
@@ -175,9 +176,62 @@ static void test_weight_estimates(void) {
     pd_model_close(m);
 }
 
+/* A tiled decode reports each tile as a "decode" step, and a callback can stop it. */
+typedef struct tile_seen {
+    int starts, steps, total, stop_at;
+} tile_seen;
+
+static bool on_decode(const pd_progress *p, void *user) {
+    tile_seen *t = user;
+    if (strcmp(p->stage, "decode") != 0) return true;
+    if (p->step < 0) {
+        t->starts++;
+        t->total = p->n_steps;
+        return true;
+    }
+    CHECK_EQ_INT(p->step, t->steps);
+    CHECK_EQ_INT(p->n_steps, t->total);
+    t->steps++;
+    return t->stop_at == 0 || t->steps < t->stop_at;
+}
+
+static void test_tile_progress(void) {
+    PD_REQUIRE_GOLDEN();
+    char path[1024];
+    pd_ctx *ctx = NULL;
+    pd_error err = {0};
+    if (pd_ctx_load(golden_model(path, sizeof path, "tiny-sd15.safetensors"), NULL, &ctx, &err) != PD_OK) {
+        PD_FAIL("%s", err.msg);
+        return;
+    }
+    pd_gen_params gp = pd_gen_default_params();
+    gp.prompt = "a long banner";
+    gp.width = 704;   /* 88 latents: two fitted tiles across */
+    gp.height = 64;
+    gp.steps = 1;
+    gp.seed = 5;
+    gp.vae_tiling = PD_VAE_TILING_ON;
+    tile_seen ts = {0, 0, 0, 0};
+    gp.progress = on_decode;
+    gp.progress_user = &ts;
+    pd_result *r = NULL;
+    CHECK_EQ_INT(pd_generate(ctx, &gp, &r, &err), PD_OK);
+    CHECK_EQ_INT(ts.starts, 1);
+    CHECK_EQ_INT(ts.total, 2);
+    CHECK_EQ_INT(ts.steps, 2);
+    pd_result_free(r);
+    r = NULL;
+    ts = (tile_seen){0, 0, 0, 1};
+    CHECK_EQ_INT(pd_generate(ctx, &gp, &r, &err), PD_ERR_CANCELLED);
+    CHECK_STR_CONTAINS(err.msg, "tile 1 of 2");
+    CHECK(r == NULL);
+    pd_ctx_free(ctx);
+}
+
 int main(void) {
     PD_RUN(test_staged_equals_resident);
     PD_RUN(test_plan_fit);
     PD_RUN(test_weight_estimates);
+    PD_RUN(test_tile_progress);
     return pd_test_summary();
 }
