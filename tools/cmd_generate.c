@@ -70,6 +70,11 @@ static bool on_progress(const pd_progress *p, void *user) {
             b->preview_failed = true;
         }
     }
+    if (b->enabled && !strcmp(p->stage, "decode") && p->n_steps > 1 && p->step >= 0) {
+        fprintf(stderr, "\r[%d/%d] VAE decode: tile %d/%d   ", b->image, b->n_images, p->step + 1, p->n_steps);
+        if (p->step + 1 == p->n_steps) fprintf(stderr, "\n");
+        return true;
+    }
     if (!b->enabled || strcmp(p->stage, "denoise") != 0) return true;
     if (p->step < 0) {
         b->t_start = now_s();
