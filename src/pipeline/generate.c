@@ -17,7 +17,10 @@
  * negative prompt gives zero conditioning (force_zeros_for_empty_prompt).
  *
  * Memory: one scratch arena per call sized up front for the larger of the UNet pass
- * and the VAE pass, so running out of memory fails before any work.
+ * and the VAE pass, so running out of memory fails before any work; with a staged VAE
+ * (pipeline/memory.h) the UNet's arena and the decode's take turns. The run's peak is
+ * estimated first, and with a budget (pd_ctx_params.max_memory) the automatic VAE tiling
+ * shrinks until it fits or the run is refused.
  */
 #include "pipeline/generate.h"
 
@@ -244,8 +247,8 @@ static size_t job_buffers_bytes(const job *j, int n_ctx, int dim, int pooled_dim
            px * 3 * sizeof(float) + (j->p->preview ? px * 3 : 0);
 }
 
-/* With a memory budget: the run's peak for the current decode choice; when over it and
- * the tiling is automatic, tiles (fitted, then smaller) until it fits. */
+/* Scratch bytes of the decode as currently chosen: TAESD, or the KL VAE whole or in
+ * j->tiling's tiles (previews add TAESD's). */
 static size_t decode_bytes(const job *j) {
     const pd_ctx *ctx = j->ctx;
     size_t dec_b = j->taesd_dec ? pd_taesd_decode_scratch_bytes(&ctx->taesd, j->lh, j->lw)
