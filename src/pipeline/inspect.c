@@ -62,21 +62,40 @@ static void describe_text(const pd_model_src *m, pd_component c, pd_component_in
              cfg.proj_dim ? ", projection" : "");
 }
 
-/* "channels 320,640,1280, transformers 0,2,10 (mid 10), +time ids" from the probe, or
+/* "channels 320,640,1280, transformers 0,2,10 (mid 10), +time ids" from the probe (per
+ * level; uneven depths as "2/1" per block, and the up blocks' when they differ), or
  * the conv_in shape when the structure cannot be read. */
 static void describe_unet(const pd_model_src *m, pd_component_info *ci) {
     pd_unet_arch a;
     if (pd_unet_probe(m, &a, NULL) == PD_OK) {
-        char ch[48] = "", tf[48] = "";
-        size_t nc = 0, nt = 0;
+        char ch[48] = "", tf[48] = "", up[48] = "";
+        size_t nc = 0, nt = 0, nu = 0;
+        bool uneven_up = false;
         for (int l = 0; l < a.n_levels; l++) {
             nc += (size_t)snprintf(ch + nc, sizeof ch - nc, "%s%d", l ? "," : "", a.level_channels[l]);
             if (nc >= sizeof ch) nc = sizeof ch - 1;
-            nt += (size_t)snprintf(tf + nt, sizeof tf - nt, "%s%d", l ? "," : "", a.down_attn[l] ? a.depth_down[l][0] : 0);
+            /* Down blocks of the level: one depth, or each block's ("2/1") when they differ
+             * (SSD-1B, Vega). */
+            const int d0 = a.down_attn[l] ? a.depth_down[l][0] : 0;
+            nt += (size_t)snprintf(tf + nt, sizeof tf - nt, "%s%d", l ? "," : "", d0);
+            for (int j = 1; a.down_attn[l] && j < a.layers_per_block; j++)
+                if (a.depth_down[l][j] != d0) {
+                    nt += (size_t)snprintf(tf + nt, sizeof tf - nt, "/%d", a.depth_down[l][j]);
+                    if (nt >= sizeof tf) nt = sizeof tf - 1;
+                }
             if (nt >= sizeof tf) nt = sizeof tf - 1;
+            const int i = a.n_levels - 1 - l;   /* the up block at level l */
+            for (int j = 0; j <= a.layers_per_block; j++) {
+                const int du = a.up_attn[i] ? a.depth_up[i][j] : 0;
+                uneven_up |= du != d0;
+                nu += (size_t)snprintf(up + nu, sizeof up - nu, "%s%d", j ? "/" : l ? "," : "", du);
+                if (nu >= sizeof up) nu = sizeof up - 1;
+            }
         }
-        const int len = snprintf(ci->arch, sizeof ci->arch, "%d in, channels %s, transformers %s (mid %d)%s%s",
-                                 a.in_channels, ch, tf, a.mid_attn ? a.depth_mid : 0,
+        char up_txt[64] = "";
+        if (uneven_up) snprintf(up_txt, sizeof up_txt, ", up %s", up);
+        const int len = snprintf(ci->arch, sizeof ci->arch, "%d in, channels %s, transformers %s (mid %d)%s%s%s",
+                                 a.in_channels, ch, tf, a.mid_attn ? a.depth_mid : 0, up_txt,
                                  a.has_add_embedding ? ", size cond" : "", a.has_cond_proj ? ", LCM w-cond" : "");
         (void)len;   /* a summary: truncation of an exotic UNet's long lists is fine */
         return;
