@@ -371,7 +371,10 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     if (ctx->has_taesd) {
-        st = pd_taesd_load(&ctx->taesd, p->taesd_path, &ctx->kt, err);
+        /* TAESD (2.5 M parameters each way) is never quantized: nothing to gain. */
+        pd_kernels kt_taesd = ctx->kt;
+        kt_taesd.wquant = PD_DTYPE_INVALID;
+        st = pd_taesd_load(&ctx->taesd, p->taesd_path, &kt_taesd, err);
         if (st != PD_OK) goto fail;
         if (ctx->has_unet && ctx->taesd.latent_channels != ctx->unet.cfg.arch.out_channels) {
             st = pd_error_set(err, PD_ERR_SHAPE, "TAESD '%s' has %d latent channels but the UNet makes %d",
