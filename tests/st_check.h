@@ -11,6 +11,7 @@
 #define PD_TESTS_ST_CHECK_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +58,25 @@ static void st_check_file(const pd_st_file *f, const unsigned char *img, size_t 
     }
     require(pd_st_find(f, "\x01 not a tensor") == NULL, "miss");
     require(pd_st_meta(f, "\x01 not a key") == NULL, "meta miss");
+}
+
+/* The outcome of parsing a hostile image named `name`: a file and its invariants on
+ * success (touch: the format's checks, st_check_file among them), else no file, a
+ * format (or out-of-memory) status and a message that names the file. */
+static void st_check_result(pd_status st, const pd_st_file *f, const pd_error *err, const char *name,
+                            const unsigned char *img, size_t size,
+                            void (*touch)(const pd_st_file *f, const unsigned char *img, size_t size),
+                            void (*require)(bool cond, const char *what)) {
+    char quoted[128];
+    snprintf(quoted, sizeof quoted, "'%s'", name);
+    if (st == PD_OK) {
+        require(f != NULL, "file on success");
+        touch(f, img, size);
+    } else {
+        require(f == NULL, "no file on failure");
+        require(st == PD_ERR_FORMAT || st == PD_ERR_OOM, "status");
+        require(err->code == st && strstr(err->msg, quoted) != NULL, "message names the file");
+    }
 }
 
 #endif

@@ -121,30 +121,40 @@ static pd_status load_qkv_split(loader *ld, int d, pd_packed_w *out, pd_error *e
     static const pd_clip_key wk[3] = {PD_CLIP_Q_W, PD_CLIP_K_W, PD_CLIP_V_W};
     static const pd_clip_key bk[3] = {PD_CLIP_Q_B, PD_CLIP_K_B, PD_CLIP_V_B};
     size_t dd = (size_t)d * (size_t)d;
-    float *w = pd_aligned_alloc(3 * dd * sizeof(float));
+    /* Stored quantized (GGUF): the file's blocks are stacked as they are, so the weights
+     * are not widened; only the biases are read. */
+    const pd_st_tensor *parts[3];
+    char name[256];
+    for (int i = 0; i < 3; i++) {
+        parts[i] = find(ld, wk[i], name);
+        int64_t shape[2] = {d, d};
+        pd_status cs = pd_nn_check(&ld->lc, parts[i], name, 2, shape, err);
+        if (cs != PD_OK) return cs;
+    }
+    const bool stacked = pd_nn_stackable_q(parts, 3, d);
+    float *w = stacked ? NULL : pd_aligned_alloc(3 * dd * sizeof(float));
     float *b = pd_aligned_alloc(3 * (size_t)d * sizeof(float));
     pd_status st = PD_OK;
-    if (!w || !b) {
+    if ((!stacked && !w) || !b) {
         st = pd_error_set(err, PD_ERR_OOM, "%s: out of memory loading layer %d attention",
                           pd_component_name(ld->lc.comp), ld->layer);
         goto done;
     }
     for (int i = 0; i < 3 && st == PD_OK; i++) {
         float *part = NULL;
-        st = load_vec(ld, wk[i], d, d, &part, err);
-        if (st != PD_OK) break;
-        memcpy(w + (size_t)i * dd, part, dd * sizeof(float));
-        pd_aligned_free(part);
+        if (!stacked) {
+            st = load_vec(ld, wk[i], d, d, &part, err);
+            if (st != PD_OK) break;
+            memcpy(w + (size_t)i * dd, part, dd * sizeof(float));
+            pd_aligned_free(part);
+        }
         st = load_vec(ld, bk[i], d, 0, &part, err);
         if (st != PD_OK) break;
         memcpy(b + (size_t)i * (size_t)d, part, (size_t)d * sizeof(float));
         pd_aligned_free(part);
     }
     if (st == PD_OK) {
-        const pd_st_tensor *parts[3];
-        char name[256];
-        for (int i = 0; i < 3; i++) parts[i] = find(ld, wk[i], name);
-        if (pd_nn_stackable_q(parts, 3, d))   /* stored quantized: the file's blocks as they are */
+        if (stacked)
             st = pd_nn_pack_stacked_q(ld->kt, out, parts, 3, d, d, b, err);
         else st = pd_kernels_pack_gemm(ld->kt, out, w, PD_DTYPE_F32, (size_t)d, 3 * d, d, b, PD_DTYPE_F32,
                                        ld->lc.pool, err);

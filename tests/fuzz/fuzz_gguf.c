@@ -134,14 +134,7 @@ static void run_image(const unsigned char *img, size_t size, bool sniff, bool mu
     pd_status st = sniff ? pd_tensor_file_parse(copy, size, NAME, &f, &err) : pd_gguf_parse(copy, size, NAME, &f, &err);
     if (must_accept && st != PD_OK) fprintf(stderr, "fuzz_gguf: seed rejected: %s\n", err.msg);
     require(!must_accept || st == PD_OK, "an unmodified seed is accepted");
-    if (st == PD_OK) {
-        require(f != NULL, "file on success");
-        touch(f, copy, size);
-    } else {
-        require(f == NULL, "no file on failure");
-        require(st == PD_ERR_FORMAT || st == PD_ERR_OOM, "status");
-        require(err.code == st && strstr(err.msg, "'" NAME "'") != NULL, "message names the file");
-    }
+    st_check_result(st, f, &err, NAME, copy, size, touch, require);
     pd_st_close(f);
     free(copy);
 }

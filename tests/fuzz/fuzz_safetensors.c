@@ -68,14 +68,7 @@ static void run_image(const unsigned char *img, size_t size) {
     pd_error err = {PD_OK, ""};
     pd_st_file *f = NULL;
     pd_status st = pd_st_parse(copy, size, NAME, &f, &err);
-    if (st == PD_OK) {
-        require(f != NULL, "file on success");
-        touch(f, copy, size);
-    } else {
-        require(f == NULL, "no file on failure");
-        require(st == PD_ERR_FORMAT || st == PD_ERR_OOM, "status");
-        require(err.code == st && strstr(err.msg, "'" NAME "'") != NULL, "message names the file");
-    }
+    st_check_result(st, f, &err, NAME, copy, size, touch, require);
     pd_st_close(f);
     free(copy);
 }

@@ -114,4 +114,13 @@ static inline void golden_case_free(golden_case *gc) {
     memset(gc, 0, sizeof *gc);
 }
 
+/* A context for golden model `rel` (cp NULL: defaults); NULL after recording a failure. */
+static inline pd_ctx *golden_ctx(const char *rel, const pd_ctx_params *cp) {
+    char path[1024];
+    pd_ctx *ctx = NULL;
+    pd_error err = {0};
+    if (pd_ctx_load(golden_model(path, sizeof path, rel), cp, &ctx, &err) != PD_OK) PD_FAIL("%s: %s", rel, err.msg);
+    return ctx;
+}
+
 #endif

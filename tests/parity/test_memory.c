@@ -197,13 +197,9 @@ static bool on_decode(const pd_progress *p, void *user) {
 
 static void test_tile_progress(void) {
     PD_REQUIRE_GOLDEN();
-    char path[1024];
-    pd_ctx *ctx = NULL;
+    pd_ctx *ctx = golden_ctx("tiny-sd15.safetensors", NULL);
     pd_error err = {0};
-    if (pd_ctx_load(golden_model(path, sizeof path, "tiny-sd15.safetensors"), NULL, &ctx, &err) != PD_OK) {
-        PD_FAIL("%s", err.msg);
-        return;
-    }
+    if (!ctx) return;
     pd_gen_params gp = pd_gen_default_params();
     gp.prompt = "a long banner";
     gp.width = 704;   /* 88 latents: two fitted tiles across */

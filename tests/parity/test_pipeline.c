@@ -146,12 +146,10 @@ static bool cancel_cb(const pd_progress *p, void *user) {
 static void test_cancel_and_reuse(void) {
     PD_REQUIRE_GOLDEN();
     char path[1024];
-    pd_ctx *ctx = NULL;
+    golden_model(path, sizeof path, "tiny-sd15.safetensors");   /* reloaded below */
+    pd_ctx *ctx = golden_ctx("tiny-sd15.safetensors", NULL);
     pd_error err = {0};
-    if (pd_ctx_load(golden_model(path, sizeof path, "tiny-sd15.safetensors"), NULL, &ctx, &err) != PD_OK) {
-        PD_FAIL("%s", err.msg);
-        return;
-    }
+    if (!ctx) return;
     pd_gen_params gp = pd_gen_default_params();
     gp.prompt = "a cat";
     gp.width = gp.height = 64;
@@ -224,16 +222,13 @@ static void test_cancel_and_reuse(void) {
  * UNet (guidance embedding w = g - 1, no CFG batch). */
 static void test_lcm_unet(void) {
     PD_REQUIRE_GOLDEN();
-    char path[1024], unet[1024];
+    char unet[1024];
     pd_ctx_params cp = pd_ctx_default_params();
     cp.precision = PD_PRECISION_FP32;   /* the exact path */
     cp.unet_path = golden_model(unet, sizeof unet, "tiny-sd15-lcm-unet");
-    pd_ctx *ctx = NULL;
+    pd_ctx *ctx = golden_ctx("tiny-sd15", &cp);
     pd_error err = {0};
-    if (pd_ctx_load(golden_model(path, sizeof path, "tiny-sd15"), &cp, &ctx, &err) != PD_OK) {
-        PD_FAIL("%s", err.msg);
-        return;
-    }
+    if (!ctx) return;
     static const char *const cases[] = {"lcm_txt2img_tiny-sd15-lcm-unet_64x64_gs8_1step",
                                         "lcm_txt2img_tiny-sd15-lcm-unet_64x64_gs8_4steps",
                                         "lcm_txt2img_tiny-sd15-lcm-unet_64x96_gs8_4steps"};
@@ -292,15 +287,11 @@ static void test_lcm_unet(void) {
  * original size changes it (the time ids reach the UNet). */
 static void test_sdxl_size_cond(void) {
     PD_REQUIRE_GOLDEN();
-    char path[1024];
     pd_ctx_params cp = pd_ctx_default_params();
     cp.precision = PD_PRECISION_FP32;
-    pd_ctx *ctx = NULL;
+    pd_ctx *ctx = golden_ctx("tiny-sdxl.safetensors", &cp);
     pd_error err = {0};
-    if (pd_ctx_load(golden_model(path, sizeof path, "tiny-sdxl.safetensors"), &cp, &ctx, &err) != PD_OK) {
-        PD_FAIL("%s", err.msg);
-        return;
-    }
+    if (!ctx) return;
     pd_gen_params gp = pd_gen_default_params();
     gp.prompt = "a cat";
     gp.width = 64;
@@ -352,12 +343,10 @@ static void test_preview(void) {
     pd_ctx_params cp = pd_ctx_default_params();
     cp.precision = PD_PRECISION_FP32;
     cp.taesd_path = golden_model(taesd, sizeof taesd, "taesd-random");
-    pd_ctx *ctx = NULL;
+    golden_model(path, sizeof path, "tiny-sd15.safetensors");   /* reloaded below */
+    pd_ctx *ctx = golden_ctx("tiny-sd15.safetensors", &cp);
     pd_error err = {0};
-    if (pd_ctx_load(golden_model(path, sizeof path, "tiny-sd15.safetensors"), &cp, &ctx, &err) != PD_OK) {
-        PD_FAIL("%s", err.msg);
-        return;
-    }
+    if (!ctx) return;
     uint8_t last[64 * 64 * 3];
     preview_seen ps = {0, last, false};
     pd_gen_params gp = pd_gen_default_params();
