@@ -123,4 +123,26 @@ static inline pd_ctx *golden_ctx(const char *rel, const pd_ctx_params *cp) {
     return ctx;
 }
 
+/* One image from the model file at `path` (any path) with cp, on a fresh context: a
+ * 64x64 run of `steps` steps of the default sampler for prompt and seed. NULL after
+ * recording a failure. */
+static inline pd_result *golden_image(const char *path, const pd_ctx_params *cp, const char *prompt, int steps,
+                                      int64_t seed) {
+    pd_ctx *ctx = NULL;
+    pd_error err = {0};
+    pd_result *r = NULL;
+    if (pd_ctx_load(path, cp, &ctx, &err) != PD_OK) {
+        PD_FAIL("%s: %s", path, err.msg);
+        return NULL;
+    }
+    pd_gen_params gp = pd_gen_default_params();
+    gp.prompt = prompt;
+    gp.width = gp.height = 64;
+    gp.steps = steps;
+    gp.seed = seed;
+    if (pd_generate(ctx, &gp, &r, &err) != PD_OK) PD_FAIL("%s: %s", path, err.msg);
+    pd_ctx_free(ctx);
+    return r;
+}
+
 #endif

@@ -105,22 +105,7 @@ static pd_result *generate(const char *model, const char *config, pd_weight_type
     cp.weight_type = wt;
     cp.config_path = config;
     cp.vocab_path = golden_model(vocab, sizeof vocab, strstr(model, "sdxl") ? "tiny-sdxl/tokenizer" : "tiny-sd15/tokenizer");
-    pd_ctx *ctx = NULL;
-    pd_error err = {0};
-    pd_result *r = NULL;
-    if (pd_ctx_load(model, &cp, &ctx, &err) != PD_OK) {
-        PD_FAIL("%s: %s", model, err.msg);
-        return NULL;
-    }
-    pd_gen_params gp = pd_gen_default_params();
-    gp.prompt = "a lighthouse at dusk";
-    gp.width = 64;
-    gp.height = 64;
-    gp.steps = 3;
-    gp.seed = 21;
-    if (pd_generate(ctx, &gp, &r, &err) != PD_OK) PD_FAIL("%s: %s", model, err.msg);
-    pd_ctx_free(ctx);
-    return r;
+    return golden_image(model, &cp, "a lighthouse at dusk", 3, 21);
 }
 
 static void run_model(const char *name) {

@@ -64,21 +64,7 @@ static pd_result *generate(const char *model, const char *config, const char *vo
     cp.precision = PD_PRECISION_FP32;
     cp.config_path = config;
     cp.vocab_path = vocab;
-    pd_ctx *ctx = NULL;
-    pd_error err = {0};
-    pd_result *r = NULL;
-    if (pd_ctx_load(model, &cp, &ctx, &err) != PD_OK) {
-        PD_FAIL("%s: %s", model, err.msg);
-        return NULL;
-    }
-    pd_gen_params gp = pd_gen_default_params();
-    gp.prompt = "a thin model";
-    gp.width = gp.height = 64;
-    gp.steps = 2;
-    gp.seed = 17;
-    if (pd_generate(ctx, &gp, &r, &err) != PD_OK) PD_FAIL("%s: %s", model, err.msg);
-    pd_ctx_free(ctx);
-    return r;
+    return golden_image(model, &cp, "a thin model", 2, 17);
 }
 
 static void test_uneven_depths(void) {
