@@ -226,11 +226,14 @@ typedef struct pd_ctx_params {
     int64_t max_memory;        /* bytes the engine may use (peak resident set, estimated
                                   from the model and the image size); 0 = no limit. The
                                   engine then releases the text encoders after encoding,
-                                  loads the VAE only to decode and tiles the VAE as needed,
-                                  and fails with a clear message when even that cannot fit */
+                                  loads the VAE only to decode, releases the UNet's weights
+                                  while decoding (the next run loads them again) and tiles
+                                  the VAE as needed, in that order, and fails with a clear
+                                  message when even that cannot fit */
     bool low_memory;           /* always load the text encoders per prompt and the VAE per
-                                  decode (what max_memory does when the budget needs it):
-                                  less memory, a little load time per image */
+                                  decode, and release the UNet to decode (what max_memory
+                                  does when the budget needs it): less memory, load time
+                                  per image */
     bool text_only;            /* load only the tokenizer and text encoders (for
                                   pd_tokenize / pd_encode_text; pd_generate then fails) */
     pd_log_fn log;             /* NULL = silent */
@@ -361,6 +364,8 @@ typedef struct pd_image {
 typedef struct pd_timings {
     double text_s, denoise_s, decode_s, total_s;   /* total excludes model load */
     int unet_evals;
+    double unet_load_s;   /* loading the UNet's weights again (in total): a memory plan that
+                             releases them to decode makes the next run reload them */
 } pd_timings;
 
 typedef struct pd_result {

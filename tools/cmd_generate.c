@@ -55,6 +55,7 @@ static double now_s(void) {
 typedef struct bar_state {
     bool enabled;
     int image, n_images;
+    int denoised, decoded;      /* images whose denoising / decoding has started */
     double t_start;
     const char *preview_path;   /* --preview: rewritten at every denoise step */
     bool preview_failed;
@@ -62,6 +63,9 @@ typedef struct bar_state {
 
 static bool on_progress(const pd_progress *p, void *user) {
     bar_state *b = user;
+    /* A call with several images denoises them all, then decodes them. */
+    if (p->step < 0 && !strcmp(p->stage, "denoise")) b->image = ++b->denoised;
+    if (p->step < 0 && !strcmp(p->stage, "decode")) b->image = ++b->decoded;
     if (p->preview && b->preview_path && !b->preview_failed) {
         char err[256];
         if (png_write_rgb(b->preview_path, p->preview, p->preview_width, p->preview_height, NULL, true, err,
@@ -229,8 +233,10 @@ void cli_generate_usage(FILE *f) {
             "      --weight-type T                  weights in memory: auto (as stored), f32, f16, bf16,\n"
             "                                       q8_0, q4_0, q4_1 (quantized at load)\n"
             "      --max-memory SIZE                stay under SIZE (e.g. 1.5G): release the text encoders\n"
-            "                                       after encoding, load the VAE to decode, tile the VAE\n"
-            "      --low-memory                     always load the text encoders and the VAE per use\n"
+            "                                       after encoding, load the VAE to decode, release the\n"
+            "                                       UNet to decode, tile the VAE (as far as needed)\n"
+            "      --low-memory                     always load the text encoders and VAE per use and\n"
+            "                                       release the UNet to decode\n"
             "      -o, --output FILE                default output.png; %%d = image number\n"
             "      --overwrite                      replace existing output files\n"
             "      -q, --quiet                      no progress bar\n");
@@ -440,7 +446,7 @@ int cli_generate(int argc, char **argv, int first) {
     }
     double t_load = now_s() - t0;
 
-    bar_state bar = {!o.quiet && isatty(STDERR_FILENO), 1, n_out, 0, o.preview, false};
+    bar_state bar = {!o.quiet && isatty(STDERR_FILENO), 1, n_out, 0, 0, 0, o.preview, false};
     o.gp.progress = on_progress;
     o.gp.progress_user = &bar;
     pd_timings sum = {0};
@@ -448,39 +454,48 @@ int cli_generate(int argc, char **argv, int first) {
     model_stem(o.model, model_name, sizeof model_name);
     model_hash_autov1(o.model, hash);
     int64_t seed = o.gp.seed;
-    for (int i = 1; i <= n_out && rc == 0; i++) {
-        /* One image per call, so each is written as soon as it is done. */
-        pd_gen_params one = o.gp;
-        one.batch_count = 1;
-        one.seed = seed < 0 ? -1 : seed + (i - 1);
-        bar.image = i;
-        if (pd_generate(ctx, &one, &res, &perr) != PD_OK) {
+    /* One image per call, so each is written as soon as it is done; except with a memory
+     * budget, which may release the UNet to decode: one call then denoises every image
+     * before decoding them and loads the UNet once. */
+    const int per_call = o.max_memory > 0 || o.low_memory ? n_out : 1;
+    for (int i0 = 1; i0 <= n_out && rc == 0; i0 += per_call) {
+        pd_gen_params call = o.gp;
+        call.batch_count = per_call;
+        call.seed = seed < 0 ? -1 : seed + (i0 - 1);
+        bar.denoised = bar.decoded = i0 - 1;
+        if (pd_generate(ctx, &call, &res, &perr) != PD_OK) {
             fprintf(stderr, "phonediffusion: generation failed: %s\n", perr.msg);
             rc = 1;
             break;
         }
-        if (seed < 0 && i == 1) seed = res->images[0].seed;   /* later images: seed+1, ... */
-        const pd_image *img = &res->images[0];
-        char name[4096];
-        output_name(o.output, i, n_out, name, sizeof name);
-        char *params = parameters_text(&o, img, model_name, hash);
-        if (!params || png_write_rgb(name, img->rgb, img->width, img->height, params, o.overwrite, err, sizeof err) != 0) {
-            fprintf(stderr, "phonediffusion: %s\n", params ? err : "out of memory");
-            rc = 1;
-        } else {
-            printf("%s (seed %lld)\n", name, (long long)img->seed);
+        if (seed < 0 && i0 == 1) seed = res->images[0].seed;   /* later images: seed+1, ... */
+        for (int k = 0; k < res->n_images && rc == 0; k++) {
+            const pd_image *img = &res->images[k];
+            char name[4096];
+            output_name(o.output, i0 + k, n_out, name, sizeof name);
+            char *params = parameters_text(&o, img, model_name, hash);
+            if (!params ||
+                png_write_rgb(name, img->rgb, img->width, img->height, params, o.overwrite, err, sizeof err) != 0) {
+                fprintf(stderr, "phonediffusion: %s\n", params ? err : "out of memory");
+                rc = 1;
+            } else {
+                printf("%s (seed %lld)\n", name, (long long)img->seed);
+            }
+            free(params);
         }
-        free(params);
         sum.text_s += res->timings.text_s;
         sum.denoise_s += res->timings.denoise_s;
         sum.decode_s += res->timings.decode_s;
         sum.total_s += res->timings.total_s;
         sum.unet_evals += res->timings.unet_evals;
+        sum.unet_load_s += res->timings.unet_load_s;
         pd_result_free(res);
         res = NULL;
     }
-    fprintf(stderr, "timings: load=%.2fs text=%.2fs denoise=%.2fs decode=%.2fs total=%.2fs unet_evals=%d\n",
+    fprintf(stderr, "timings: load=%.2fs text=%.2fs denoise=%.2fs decode=%.2fs total=%.2fs unet_evals=%d",
             t_load, sum.text_s, sum.denoise_s, sum.decode_s, sum.total_s, sum.unet_evals);
+    if (sum.unet_load_s > 0) fprintf(stderr, " unet_reload=%.2fs", sum.unet_load_s);
+    fprintf(stderr, "\n");
 done:
     pd_result_free(res);
     pd_ctx_free(ctx);

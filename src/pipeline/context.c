@@ -126,7 +126,7 @@ static pd_status plan_memory(pd_ctx *ctx, const pd_model_src *unet_from, const p
     const int lat = side / 8;
     const size_t bufs = (size_t)side * side * 3 * sizeof(float) + ((size_t)4 << 20);
     m->a_text = (size_t)16 << 20;
-    m->a_unet = (ctx->has_unet ? pd_unet_scratch_bytes(&ctx->unet.cfg, 2, lat, lat, PD_CLIP_CONTEXT) : 0) + bufs;
+    m->a_unet = (ctx->has_unet ? pd_unet_scratch_bytes(&ctx->unet_cfg, 2, lat, lat, PD_CLIP_CONTEXT) : 0) + bufs;
     size_t tiled[4];
     int n_tiled = 0;
     if (ctx->has_taesd) {
@@ -140,7 +140,7 @@ static pd_status plan_memory(pd_ctx *ctx, const pd_model_src *unet_from, const p
         for (int i = 0; i < 4; i++) tiled[n_tiled++] = pd_vae_decode_tiled_scratch_bytes(vc, lat, lat, &t[i]) + bufs;
     }
     m->a_dec += bufs;
-    m->stage_text = m->stage_vae = p->low_memory;
+    m->stage_text = m->stage_vae = m->stage_unet = p->low_memory;
     pd_mem_plan_peaks(m);
     const size_t budget = (size_t)p->max_memory;
     if (budget == 0) return PD_OK;
@@ -168,9 +168,10 @@ static pd_status plan_memory(pd_ctx *ctx, const pd_model_src *unet_from, const p
                "--max-memory %s: a %dx%d CFG run is estimated at %s; smaller or CFG-1 runs may fit (each run "
                "checks its own)", b, side, side, pk);
     pd_log(&ctx->log, PD_LOG_INFO,
-           "memory plan for %s: weights UNet %s, text %s (%s), VAE %s (%s); estimated peak %s at %dx%d", b,
-           wu, wt, m->stage_text ? "loaded per prompt" : "resident", wv,
-           m->stage_vae ? "loaded per decode" : "resident", pk, side, side);
+           "memory plan for %s: weights UNet %s (%s), text %s (%s), VAE %s (%s); estimated peak %s at %dx%d",
+           b, wu, m->stage_unet ? "released to decode" : "resident", wt,
+           m->stage_text ? "loaded per prompt" : "resident", wv, m->stage_vae ? "loaded per decode" : "resident",
+           pk, side, side);
     return PD_OK;
 }
 
@@ -216,6 +217,58 @@ pd_status pd_ctx_vae_acquire(const pd_ctx *ctx, pd_vae *tmp, bool encoder, const
     pd_status st = pd_vae_load_parts(tmp, ctx->src, &ctx->kt, encoder, !encoder, ctx->pool, err);
     *vae = &tmp[0];
     return st;
+}
+
+pd_status pd_ctx_unet_acquire(const pd_ctx *ctx, const pd_unet **unet, double *load_s, pd_error *err) {
+    pd_ctx_unet *u = ctx->unet;
+    *unet = NULL;
+    *load_s = 0;
+    if (!u) return pd_error_set(err, PD_ERR_MISSING, "'%s' has no UNet", ctx->src->path);
+    pd_status st = PD_OK;
+    pthread_mutex_lock(&u->lock);
+    if (!u->w) {
+        /* Released by an earlier run: load again (other runs wait on the lock). */
+        const double t0 = now_s();
+        pd_unet *w = malloc(sizeof *w);
+        if (!w) st = pd_error_set(err, PD_ERR_OOM, "out of memory");
+        else st = pd_unet_load(w, u->from, &ctx->kt, ctx->pool, err);
+        if (st == PD_OK) u->w = w;
+        else free(w);
+        *load_s = now_s() - t0;
+        if (st == PD_OK) pd_log(&ctx->log, PD_LOG_INFO, "UNet loaded again in %.2f s", *load_s);
+    }
+    if (st == PD_OK) {
+        u->users++;
+        *unet = u->w;
+    }
+    pthread_mutex_unlock(&u->lock);
+    return st;
+}
+
+void pd_ctx_unet_release(const pd_ctx *ctx, bool drop) {
+    pd_ctx_unet *u = ctx->unet;
+    pd_unet *w = NULL;
+    pthread_mutex_lock(&u->lock);
+    PD_ASSERT(u->users > 0);
+    if (--u->users == 0 && drop) {
+        w = u->w;
+        u->w = NULL;
+    }
+    pthread_mutex_unlock(&u->lock);
+    if (w) {
+        pd_unet_free(w);
+        free(w);
+        trim_heap();
+    }
+}
+
+static void unet_slot_free(pd_ctx_unet *u) {
+    if (!u) return;
+    PD_ASSERT(u->users == 0);
+    pd_unet_free(u->w);
+    free(u->w);
+    pthread_mutex_destroy(&u->lock);
+    free(u);
 }
 
 void pd_ctx_vae_release(pd_vae *tmp) {
@@ -361,8 +414,27 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
     int step = 0;
     if (!report(p, -1, n_steps, t0)) goto cancelled;
     if (ctx->has_unet) {
-        st = pd_unet_load(&ctx->unet, unet_from, &ctx->kt, ctx->pool, err);
-        if (st != PD_OK) goto fail;
+        pd_ctx_unet *u = calloc(1, sizeof *u);
+        if (u && pthread_mutex_init(&u->lock, NULL) != 0) {
+            free(u);
+            u = NULL;
+        }
+        if (u) u->w = malloc(sizeof *u->w);
+        if (!u || !u->w) {
+            if (u) pthread_mutex_destroy(&u->lock);
+            free(u);
+            st = pd_error_set(err, PD_ERR_OOM, "out of memory");
+            goto fail;
+        }
+        u->from = unet_from;
+        ctx->unet = u;
+        st = pd_unet_load(u->w, unet_from, &ctx->kt, ctx->pool, err);
+        if (st != PD_OK) {
+            free(u->w);   /* pd_unet_load left it zeroed */
+            u->w = NULL;
+            goto fail;
+        }
+        ctx->unet_cfg = u->w->cfg;
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     if (ctx->has_vae) {
@@ -376,9 +448,9 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
         kt_taesd.wquant = PD_DTYPE_INVALID;
         st = pd_taesd_load(&ctx->taesd, p->taesd_path, &kt_taesd, err);
         if (st != PD_OK) goto fail;
-        if (ctx->has_unet && ctx->taesd.latent_channels != ctx->unet.cfg.arch.out_channels) {
+        if (ctx->has_unet && ctx->taesd.latent_channels != ctx->unet_cfg.arch.out_channels) {
             st = pd_error_set(err, PD_ERR_SHAPE, "TAESD '%s' has %d latent channels but the UNet makes %d",
-                              p->taesd_path, ctx->taesd.latent_channels, ctx->unet.cfg.arch.out_channels);
+                              p->taesd_path, ctx->taesd.latent_channels, ctx->unet_cfg.arch.out_channels);
             goto fail;
         }
         if (!report(p, step++, n_steps, t0)) goto cancelled;
@@ -417,7 +489,7 @@ void pd_ctx_free(pd_ctx *ctx) {
     if (!ctx) return;
     pd_clip_free(&ctx->text1);
     pd_clip_free(&ctx->text2);
-    pd_unet_free(&ctx->unet);
+    unet_slot_free(ctx->unet);
     pd_vae_free(&ctx->vae);
     pd_taesd_free(&ctx->taesd);
     pd_tokenizer_free(ctx->tok);

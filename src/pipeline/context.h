@@ -3,10 +3,14 @@
  *
  * Everything here is read-only after pd_ctx_load returns, so one context may serve
  * concurrent requests: each request brings its own arena (and, later, RNG and cancel
- * state). The thread pool serialises runs internally.
+ * state). The thread pool serialises runs internally. The one exception is the UNet's
+ * weights, which a memory plan may release between runs (mem.stage_unet): they live in
+ * a pd_ctx_unet behind a lock and runs borrow them through pd_ctx_unet_acquire.
  */
 #ifndef PD_PIPELINE_CONTEXT_H
 #define PD_PIPELINE_CONTEXT_H
+
+#include <pthread.h>
 
 #include "base/log.h"
 #include "base/threadpool.h"
@@ -19,6 +23,16 @@
 #include "pipeline/memory.h"
 #include "sched/schedule.h"
 #include "text/clip_tokenizer.h"
+
+/* The UNet's weights, shared by the runs of a context: loaded with the context; with
+ * mem.stage_unet (or a run's own plan) the last run holding them frees them before it
+ * decodes, and the next run to denoise loads them again. */
+typedef struct pd_ctx_unet {
+    pthread_mutex_t lock;
+    int users;                 /* runs holding the weights */
+    pd_unet *w;                /* the loaded UNet, or NULL (released) */
+    const pd_model_src *from;  /* where to load it from again */
+} pd_ctx_unet;
 
 struct pd_ctx {
     pd_model_src *src;
@@ -36,7 +50,8 @@ struct pd_ctx {
     pd_clip text2;   /* SDXL: OpenCLIP bigG */
     bool text_only;          /* loaded with params.text_only */
     bool has_unet, has_vae;
-    pd_unet unet;
+    pd_unet_config unet_cfg;   /* the UNet's configuration (always present with has_unet) */
+    pd_ctx_unet *unet;         /* its weights (see pd_ctx_unet), NULL without has_unet */
     pd_vae vae;
     bool has_taesd;          /* params.taesd_path: decodes (and encodes) instead of vae */
     pd_taesd taesd;
@@ -60,6 +75,12 @@ void pd_ctx_text_release(pd_clip tmp[2]);
  * *tmp. Release with pd_ctx_vae_release(tmp). */
 pd_status pd_ctx_vae_acquire(const pd_ctx *ctx, pd_vae *tmp, bool encoder, const pd_vae **vae, pd_error *err);
 void pd_ctx_vae_release(pd_vae *tmp);
+
+/* The UNet's weights for a run, loaded again first when a previous run released them
+ * (*load_s: the seconds that took, else 0). Every acquire is paired with a release;
+ * drop frees the weights when no other run holds them. */
+pd_status pd_ctx_unet_acquire(const pd_ctx *ctx, const pd_unet **unet, double *load_s, pd_error *err);
+void pd_ctx_unet_release(const pd_ctx *ctx, bool drop);
 
 /* pd_encode_text with the given encoders (from pd_ctx_text_acquire). */
 pd_status pd_encode_text_with(const pd_ctx *ctx, const pd_clip *e1, const pd_clip *e2,

@@ -19,8 +19,10 @@
  * Memory: one scratch arena per call sized up front for the larger of the UNet pass
  * and the VAE pass, so running out of memory fails before any work; with a staged VAE
  * (pipeline/memory.h) the UNet's arena and the decode's take turns. The run's peak is
- * estimated first, and with a budget (pd_ctx_params.max_memory) the automatic VAE tiling
- * shrinks until it fits or the run is refused.
+ * estimated first, and with a budget (pd_ctx_params.max_memory) the UNet's weights are
+ * released to decode and then the automatic VAE tiling shrinks until it fits, or the run
+ * is refused. A run that releases the UNet denoises its images (up to 64 MiB of
+ * latents at a time) before it decodes them, so a batch loads the UNet once.
  */
 #include "pipeline/generate.h"
 
@@ -113,6 +115,10 @@ typedef struct job {
     float *image;                      /* [H, W, 3] */
     uint8_t *preview;                  /* [H, W, 3] with params.preview */
     pd_cond *cond, *uncond;
+    const pd_unet *unet;               /* held from pd_ctx_unet_acquire while denoising */
+    bool release_unet;                 /* free the UNet's weights to decode (the plan's choice) */
+    int keep;                          /* images denoised before decoding (release_unet), else 1 */
+    float *kept;                       /* [keep, n_lat] their final latents */
     pd_vae vae_tmp;                    /* a staged VAE (ctx->mem.stage_vae), loaded on first use */
     const pd_vae *vae;                 /* the VAE to run, NULL until first use */
     size_t mem_peak;                   /* the run's estimated peak (bytes) */
@@ -200,7 +206,7 @@ static pd_status check_params(const pd_ctx *ctx, const pd_gen_params *p, job *j,
     if (!pd_sampler_supports(j->kind, j->schedule))
         return pd_error_set(err, PD_ERR_INVALID_ARG, "sampler %s has no %s schedule",
                             pd_sampler_kind_name(j->kind), pd_sigma_schedule_name(j->schedule));
-    const pd_unet_config *uc = &ctx->unet.cfg;
+    const pd_unet_config *uc = &ctx->unet_cfg;
     if (uc->arch.in_channels != latent_ch)
         return pd_error_set(err, PD_ERR_UNSUPPORTED, "this UNet takes %d input channels (an inpainting "
                             "model?); txt2img/img2img need %d", uc->arch.in_channels, latent_ch);
@@ -243,7 +249,7 @@ static pd_status encode_prompts(job *j, double t0, pd_error *err) {
 /* Bytes alloc_job allocates besides the arena. */
 static size_t job_buffers_bytes(const job *j, int n_ctx, int dim, int pooled_dim) {
     size_t n = j->n_lat, px = (size_t)j->width * (size_t)j->height;
-    return (9 * n + (size_t)2 * (size_t)n_ctx * (size_t)dim + (size_t)2 * (size_t)pooled_dim + 16) * sizeof(float) +
+    return ((9 + (size_t)j->keep) * n + (size_t)2 * (size_t)n_ctx * (size_t)dim + (size_t)2 * (size_t)pooled_dim + 16) * sizeof(float) +
            px * 3 * sizeof(float) + (j->p->preview ? px * 3 : 0);
 }
 
@@ -266,11 +272,15 @@ static pd_status alloc_job(job *j, pd_error *err) {
         n_ctx = PD_MAX(n_ctx, u->n_tokens);
         batch = u->n_tokens == c->n_tokens ? 2 : 1;   /* different lengths: two passes */
     }
-    size_t unet_b = pd_unet_scratch_bytes(&ctx->unet.cfg, batch, j->lh, j->lw, n_ctx);
+    size_t unet_b = pd_unet_scratch_bytes(&ctx->unet_cfg, batch, j->lh, j->lw, n_ctx);
     size_t enc_b = !j->p->init_image ? 0
                    : j->taesd_enc    ? pd_taesd_encode_scratch_bytes(&ctx->taesd, j->height, j->width)
                                      : pd_vae_encode_scratch_bytes(&ctx->vae.cfg, j->height, j->width);
-    const size_t bufs = job_buffers_bytes(j, n_ctx, c->dim, c->pooled_dim);
+    /* A run that releases the UNet keeps up to 64 MiB of latents to decode after it. */
+    const int group = (int)PD_MAX(1, PD_MIN((size_t)j->p->batch_count, ((size_t)64 << 20) / (j->n_lat * sizeof(float))));
+    j->release_unet = ctx->mem.stage_unet;
+    j->keep = j->release_unet ? group : 1;
+    size_t bufs = job_buffers_bytes(j, n_ctx, c->dim, c->pooled_dim);
     j->split = ctx->mem.stage_vae && !j->taesd_dec;
     j->run_b = PD_MAX(unet_b, enc_b);
     j->dec_b = decode_bytes(j);
@@ -281,6 +291,15 @@ static pd_status alloc_job(job *j, pd_error *err) {
     j->mem_peak = pd_mem_plan_peak(&plan);
     if (ctx->max_memory > 0) {
         const size_t budget = (size_t)ctx->max_memory;
+        /* The decode does not fit beside the UNet: release the UNet to decode. */
+        if (plan.peak_decode > budget && !plan.stage_unet && plan.peak_decode > PD_MAX(plan.peak_text, plan.peak_denoise)) {
+            j->release_unet = plan.stage_unet = true;
+            j->keep = group;
+            bufs = job_buffers_bytes(j, n_ctx, c->dim, c->pooled_dim);
+            plan.a_unet = j->run_b + bufs;
+            plan.a_dec = j->dec_b + bufs;
+            pd_mem_plan_peaks(&plan);
+        }
         /* Automatic tiling: tile when the untiled decode does not fit, with smaller tiles
          * while they do not either. */
         if (plan.peak_decode > budget && ctx->has_vae && !j->taesd_dec && j->p->vae_tiling == PD_VAE_TILING_AUTO) {
@@ -312,9 +331,9 @@ static pd_status alloc_job(job *j, pd_error *err) {
         char pk[32];
         pd_mem_str(pk, sizeof pk, j->mem_peak);
         pd_log(&ctx->log, PD_LOG_INFO,
-               "memory plan for %dx%d: activations %.0f MiB denoising, %.0f MiB decoding (VAE %s), estimated peak %s",
-               j->width, j->height, (double)plan.a_unet / (1 << 20), (double)plan.a_dec / (1 << 20),
-               j->taesd_dec ? "TAESD" : j->tiled ? "tiled" : "whole", pk);
+               "memory plan for %dx%d: activations %.0f MiB denoising, %.0f MiB decoding (VAE %s%s), estimated "
+               "peak %s", j->width, j->height, (double)plan.a_unet / (1 << 20), (double)plan.a_dec / (1 << 20),
+               j->taesd_dec ? "TAESD" : j->tiled ? "tiled" : "whole", j->release_unet ? ", UNet released" : "", pk);
     }
     pd_status st = job_arena(j, j->split ? j->run_b : PD_MAX(j->run_b, j->dec_b), err);
     if (st != PD_OK) return st;
@@ -332,7 +351,8 @@ static pd_status alloc_job(job *j, pd_error *err) {
     j->text_embeds = c->pooled_dim ? malloc((size_t)2 * (size_t)c->pooled_dim * sizeof(float)) : NULL;
     j->time_ids_batch = malloc(2 * 6 * sizeof(float));
     j->guidance = malloc(2 * sizeof(float));
-    if (!j->latents || !j->x_in || !j->eps || !j->batch_in || !j->noise || !j->init || !j->context ||
+    j->kept = malloc((size_t)j->keep * n * sizeof(float));
+    if (!j->kept || !j->latents || !j->x_in || !j->eps || !j->batch_in || !j->noise || !j->init || !j->context ||
         !j->image || (c->pooled_dim && !j->text_embeds) || !j->time_ids_batch || !j->guidance ||
         (j->p->preview && !j->preview))
         return pd_error_set(err, PD_ERR_OOM, "out of memory for %dx%d", j->width, j->height);
@@ -380,11 +400,11 @@ static pd_status predict(job *j, float t, int *evals, pd_error *err) {
         pd_unet_in in = {
             .batch = b, .h = j->lh, .w = j->lw, .sample = j->batch_in, .timestep = t,
             .context = j->context, .n_ctx = first->n_tokens,
-            .text_embeds = ctx->unet.cfg.adm_in_channels ? j->text_embeds : NULL,
-            .time_ids = ctx->unet.cfg.adm_in_channels ? j->time_ids_batch : NULL,
+            .text_embeds = ctx->unet_cfg.adm_in_channels ? j->text_embeds : NULL,
+            .time_ids = ctx->unet_cfg.adm_in_channels ? j->time_ids_batch : NULL,
             .guidance_w = j->lcm_w ? j->guidance : NULL,
         };
-        pd_status st = pd_unet_forward(&ctx->unet, &nn, &in, j->eps + (size_t)item * n, &j->scratch, err);
+        pd_status st = pd_unet_forward(j->unet, &nn, &in, j->eps + (size_t)item * n, &j->scratch, err);
         if (st != PD_OK) return st;
         *evals += b;
         item += b;
@@ -498,7 +518,8 @@ static pd_status make_preview(job *j, pd_error *err) {
     return st;
 }
 
-static pd_status run_image(job *j, int image, int64_t seed, pd_image *out, pd_timings *tm, pd_error *err) {
+/* Denoises image number `image` (the UNet held) into final [n_lat] latents. */
+static pd_status denoise_image(job *j, int image, int64_t seed, float *final, pd_timings *tm, pd_error *err) {
     const pd_gen_params *p = j->p;
     pd_rng rng;
     pd_rng_seed(&rng, (uint64_t)seed);
@@ -525,13 +546,19 @@ static pd_status run_image(job *j, int image, int64_t seed, pd_image *out, pd_ti
             return pd_error_set(err, PD_ERR_CANCELLED, "cancelled at step %d of %d", i - plan->start + 1, n_run);
     }
     if (j->obs && j->obs->on_final) j->obs->on_final(j->obs->user, image, j->latents, j->n_lat);
-    double t1 = now_s();
-    tm->denoise_s += t1 - t0;
+    memcpy(final, j->latents, j->n_lat * sizeof(float));
+    tm->denoise_s += now_s() - t0;
     pd_ctx_log_memory(j->ctx, "denoising", j->mem_peak);
+    return PD_OK;
+}
 
+static pd_status decode_image(job *j, const float *latents, int64_t seed, pd_image *out, pd_timings *tm,
+                              pd_error *err) {
+    const pd_gen_params *p = j->p;
+    const double t1 = now_s();
     const int units = decode_units(j);
     if (!report(p, "decode", -1, units, t1)) return pd_error_set(err, PD_ERR_CANCELLED, "cancelled");
-    st = decode(j, j->latents, err);
+    pd_status st = decode(j, latents, err);
     if (st != PD_OK) return st;
     size_t px = (size_t)j->width * (size_t)j->height * 3;
     out->rgb = malloc(px);
@@ -562,6 +589,7 @@ static void job_free(job *j) {
     free(j->time_ids_batch);
     free(j->preview);
     free(j->guidance);
+    free(j->kept);
     pd_cond_free(j->cond);
     pd_cond_free(j->uncond);
 }
@@ -601,10 +629,24 @@ pd_status pd_generate_observed(const pd_ctx *ctx, const pd_gen_params *params,
     }
     res->timings.text_s = t_text;
     int64_t seed = params->seed >= 0 ? params->seed : random_seed();
-    for (int b = 0; b < params->batch_count; b++) {
-        st = run_image(&j, b, seed + b, &res->images[b], &res->timings, err);
+    for (int b0 = 0; b0 < params->batch_count; b0 += j.keep) {
+        const int n = PD_MIN(j.keep, params->batch_count - b0);
+        double load_s = 0;
+        st = pd_ctx_unet_acquire(ctx, &j.unet, &load_s, err);
         if (st != PD_OK) goto done;
-        res->n_images = b + 1;
+        if (load_s > 0) pd_ctx_log_memory(ctx, "UNet load", j.mem_peak);
+        res->timings.unet_load_s += load_s;
+        for (int i = 0; i < n && st == PD_OK; i++)
+            st = denoise_image(&j, b0 + i, seed + b0 + i, j.kept + (size_t)i * j.n_lat, &res->timings, err);
+        pd_ctx_unet_release(ctx, j.release_unet);
+        j.unet = NULL;
+        if (st != PD_OK) goto done;
+        if (j.release_unet) pd_ctx_log_memory(ctx, "UNet release", j.mem_peak);
+        for (int i = 0; i < n; i++) {
+            st = decode_image(&j, j.kept + (size_t)i * j.n_lat, seed + b0 + i, &res->images[b0 + i], &res->timings, err);
+            if (st != PD_OK) goto done;
+            res->n_images = b0 + i + 1;
+        }
     }
     res->timings.total_s = now_s() - t_start;
     *out = res;

@@ -48,11 +48,13 @@ size_t pd_mem_weights_part(const pd_model_src *m, pd_component c, const pd_kerne
 }
 
 void pd_mem_plan_peaks(pd_mem_plan *p) {
-    size_t resident = PD_MEM_OVERHEAD + p->w_unet + p->w_taesd + (p->stage_text ? 0 : p->w_text) +
+    size_t resident = PD_MEM_OVERHEAD + p->w_taesd + (p->stage_text ? 0 : p->w_text) +
                       (p->stage_vae ? 0 : p->w_vae);
-    p->peak_text = resident + p->a_text + (p->stage_text ? p->w_text : 0);
-    p->peak_denoise = resident + p->a_unet;
-    p->peak_decode = resident + p->a_dec + (p->stage_vae ? (p->w_vae_dec ? p->w_vae_dec : p->w_vae) : 0);
+    /* The text stage counts the UNet: a context's first run encodes with it resident. */
+    p->peak_text = resident + p->w_unet + p->a_text + (p->stage_text ? p->w_text : 0);
+    p->peak_denoise = resident + p->w_unet + p->a_unet;
+    p->peak_decode = resident + (p->stage_unet ? 0 : p->w_unet) + p->a_dec +
+                     (p->stage_vae ? (p->w_vae_dec ? p->w_vae_dec : p->w_vae) : 0);
 }
 
 size_t pd_mem_plan_peak(const pd_mem_plan *p) {
@@ -75,6 +77,11 @@ bool pd_mem_plan_fit(pd_mem_plan *p, size_t budget, const size_t *a_dec_tiled, i
     }
     if (p->w_vae) {
         p->stage_vae = true;
+        pd_mem_plan_peaks(p);
+        if (pd_mem_plan_peak(p) <= budget) return true;
+    }
+    if (p->w_unet && p->peak_decode > PD_MAX(p->peak_text, p->peak_denoise)) {
+        p->stage_unet = true;
         pd_mem_plan_peaks(p);
         if (pd_mem_plan_peak(p) <= budget) return true;
     }

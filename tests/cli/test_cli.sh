@@ -97,6 +97,12 @@ if cmp -s "$TMP/g.png" "$TMP/before.png"; then ok "existing image untouched"; el
 expect "generate --overwrite" 0 "seed 9" -- pdbin generate -m "$S15" -p "a dog" -W 64 -H 64 --steps 2 -s 9 -q --overwrite -o "$TMP/g.png"
 expect "generate batch names" 0 "b-3.png" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 1 -s 1 -q --batch-count 3 -o "$TMP/b.png"
 if [[ -f "$TMP/b.png" && -f "$TMP/b-2.png" && -f "$TMP/b-3.png" ]]; then ok "batch files"; else bad "batch files missing"; fi
+# With a memory budget one call denoises the batch, then decodes it: the same images,
+# and the UNet, released to decode, is not loaded again.
+out=$(pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 1 -s 1 -q --batch-count 3 --low-memory -o "$TMP/lm.png" 2>&1)
+if [[ $? -eq 0 ]] && cmp -s "$TMP/b.png" "$TMP/lm.png" && cmp -s "$TMP/b-2.png" "$TMP/lm-2.png" &&
+   cmp -s "$TMP/b-3.png" "$TMP/lm-3.png"; then ok "low-memory batch: same files"; else bad "low-memory batch differs: $out"; fi
+if grep -q "unet_reload" <<<"$out"; then bad "low-memory batch loaded the UNet again: $out"; else ok "low-memory batch: UNet loaded once"; fi
 expect "generate batch %d" 0 "c_2.png" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 1 -s 1 -q --batch-count 2 -o "$TMP/c_%d.png"
 expect "generate batch refused up front" 1 "exists" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 1 --batch-count 3 -o "$TMP/b.png"
 expect "generate unwritable" 1 "cannot write" -- pdbin generate -m "$S15" -p "a cat" -W 64 -H 64 --steps 1 -q -o "/nonexistent-dir/x.png"

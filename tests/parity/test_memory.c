@@ -11,7 +11,7 @@
 #include "pipeline/generate.h"
 
 typedef struct log_capture {
-    int memory_lines;
+    int memory_lines, unet_loads;
     bool saw_text, saw_decode;
 } log_capture;
 
@@ -21,10 +21,12 @@ static void capture(pd_log_level level, const char *msg, void *user) {
     if (strstr(msg, "memory after")) c->memory_lines++;
     if (strstr(msg, "memory after text encoding")) c->saw_text = true;
     if (strstr(msg, "memory after decode")) c->saw_decode = true;
+    if (strstr(msg, "UNet loaded again")) c->unet_loads++;
 }
 
-static pd_result *run(pd_ctx *ctx, const uint8_t *init) {
+static pd_result *run_batch(pd_ctx *ctx, const uint8_t *init, int batch) {
     pd_gen_params gp = pd_gen_default_params();
+    gp.batch_count = batch;
     gp.prompt = "a red fox";
     gp.negative_prompt = "blurry";
     gp.width = gp.height = 64;
@@ -40,6 +42,8 @@ static pd_result *run(pd_ctx *ctx, const uint8_t *init) {
     if (pd_generate(ctx, &gp, &r, &err) != PD_OK) PD_FAIL("generate: %s", err.msg);
     return r;
 }
+
+static pd_result *run(pd_ctx *ctx, const uint8_t *init) { return run_batch(ctx, init, 1); }
 
 static void test_staged_equals_resident(void) {
     PD_REQUIRE_GOLDEN();
@@ -65,8 +69,9 @@ static void test_staged_equals_resident(void) {
         pd_ctx_free(full);
         return;
     }
-    CHECK(staged->mem.stage_text && staged->mem.stage_vae);
+    CHECK(staged->mem.stage_text && staged->mem.stage_vae && staged->mem.stage_unet);
     CHECK(staged->text1.layers == NULL);   /* weights dropped after validation */
+    CHECK(staged->unet->w != NULL);        /* the UNet stays until a run has denoised */
 
     pd_text_params tp = pd_text_default_params();
     tp.prompt = "a (red:1.2) fox";
@@ -81,11 +86,38 @@ static void test_staged_equals_resident(void) {
     pd_cond_free(b);
 
     pd_result *ra = run(full, NULL), *rb = run(staged, NULL);
-    if (ra && rb) CHECK(memcmp(ra->images[0].rgb, rb->images[0].rgb, 64 * 64 * 3) == 0);
+    if (ra && rb) {
+        CHECK(memcmp(ra->images[0].rgb, rb->images[0].rgb, 64 * 64 * 3) == 0);
+        CHECK(rb->timings.unet_load_s == 0);   /* loaded with the context */
+    }
     CHECK(lc.saw_text && lc.saw_decode);
+    CHECK(full->unet->w != NULL && staged->unet->w == NULL);   /* released to decode */
+    CHECK_EQ_INT(staged->unet->users, 0);
     uint8_t *init = ra ? ra->images[0].rgb : NULL;
     pd_result *ia = init ? run(full, init) : NULL, *ib = init ? run(staged, init) : NULL;
-    if (ia && ib) CHECK(memcmp(ia->images[0].rgb, ib->images[0].rgb, 64 * 64 * 3) == 0);
+    if (ia && ib) {
+        CHECK(memcmp(ia->images[0].rgb, ib->images[0].rgb, 64 * 64 * 3) == 0);
+        CHECK(ib->timings.unet_load_s > 0 && ib->timings.unet_load_s <= ib->timings.total_s);   /* loaded again */
+        CHECK(ia->timings.unet_load_s == 0);
+    }
+    pd_result_free(ia);
+    pd_result_free(ib);
+    /* A batch denoises every image before the UNet goes, then decodes: one load, and the
+     * images (seeds 11, 12, 13) those of the resident context. */
+    const int loads = lc.unet_loads;
+    ia = run_batch(full, NULL, 3);
+    ib = run_batch(staged, NULL, 3);
+    CHECK_EQ_INT(lc.unet_loads, loads + 1);
+    if (ia && ib) {
+        CHECK_EQ_INT(ib->n_images, 3);
+        for (int i = 0; i < 3 && i < ib->n_images; i++) {
+            CHECK_EQ_INT(ia->images[i].seed, ib->images[i].seed);
+            CHECK(memcmp(ia->images[i].rgb, ib->images[i].rgb, 64 * 64 * 3) == 0);
+        }
+        if (ra) CHECK(memcmp(ia->images[0].rgb, ra->images[0].rgb, 64 * 64 * 3) == 0);
+        CHECK(ib->timings.unet_load_s > 0);
+    }
+    CHECK(staged->unet->w == NULL);
     pd_result_free(ia);
     pd_result_free(ib);
     pd_result_free(ra);
@@ -126,31 +158,47 @@ static void test_staged_equals_resident(void) {
     pd_ctx_free(full);
 }
 
-/* The strategy order on synthetic figures (MiB): text staged first, then the VAE,
- * then smaller tiled decodes; the peak is the largest stage. */
+/* The strategy order on synthetic figures (MiB): text staged first, then the VAE, then
+ * the UNet released to decode (only while the decode is the largest stage), then
+ * smaller tiled decodes; the peak is the largest stage. */
 static void test_plan_fit(void) {
-    const size_t M = (size_t)1 << 20;
-    pd_mem_plan base = {.w_text = 300 * M, .w_unet = 1600 * M, .w_vae = 160 * M, .a_text = 16 * M,
-                        .a_unet = 300 * M, .a_dec = 900 * M};
+    const size_t M = (size_t)1 << 20, O = PD_MEM_OVERHEAD;
+    pd_mem_plan base = {.w_text = 300 * M, .w_unet = 1600 * M, .w_vae = 160 * M, .w_vae_dec = 100 * M,
+                        .a_text = 16 * M, .a_unet = 300 * M, .a_dec = 900 * M};
     const size_t tiled[] = {600 * M, 400 * M, 250 * M};
     pd_mem_plan p = base;
     pd_mem_plan_peaks(&p);
     const size_t all = pd_mem_plan_peak(&p);
-    CHECK_EQ_INT(all, PD_MEM_OVERHEAD + (1600 + 300 + 160 + 900) * M);   /* decode dominates */
-    CHECK(pd_mem_plan_fit(&p, all, tiled, 3) && !p.stage_text && !p.stage_vae);
+    CHECK_EQ_INT(all, O + (1600 + 300 + 160 + 900) * M);   /* decode dominates */
+    CHECK(pd_mem_plan_fit(&p, all, tiled, 3) && !p.stage_text && !p.stage_vae && !p.stage_unet);
     p = base;
     CHECK(pd_mem_plan_fit(&p, all - 300 * M, tiled, 3));
-    CHECK(p.stage_text && !p.stage_vae && p.a_dec == 900 * M);
-    /* VAE staged: the decode still needs the VAE + its activations; tiles follow. */
+    CHECK(p.stage_text && !p.stage_vae && !p.stage_unet && p.a_dec == 900 * M);
+    /* VAE staged: the decode still needs the VAE's decoder and the UNet beside its
+     * activations. */
     p = base;
-    CHECK(pd_mem_plan_fit(&p, PD_MEM_OVERHEAD + (1600 + 160 + 600) * M, tiled, 3));
-    CHECK(p.stage_text && p.stage_vae && p.a_dec == 600 * M);
+    CHECK(pd_mem_plan_fit(&p, O + (1600 + 900 + 100) * M, tiled, 3));
+    CHECK(p.stage_text && p.stage_vae && !p.stage_unet && p.a_dec == 900 * M);
+    /* Then the UNet goes before the decode: the whole decode fits beside the VAE alone, and
+     * the peak is the text stage (a first run encodes with the UNet resident). */
     p = base;
-    CHECK(pd_mem_plan_fit(&p, PD_MEM_OVERHEAD + (1600 + 160 + 400) * M, tiled, 3));
-    CHECK(p.a_dec == 400 * M && p.peak_text == PD_MEM_OVERHEAD + (1600 + 300 + 16) * M);
+    CHECK(pd_mem_plan_fit(&p, O + 1950 * M, tiled, 3));
+    CHECK(p.stage_text && p.stage_vae && p.stage_unet && p.a_dec == 900 * M);
+    CHECK_EQ_INT(p.peak_decode, O + (900 + 100) * M);
+    CHECK_EQ_INT(pd_mem_plan_peak(&p), O + (1600 + 300 + 16) * M);
+    /* A decode too large even then is tiled as well. */
     p = base;
-    CHECK(!pd_mem_plan_fit(&p, PD_MEM_OVERHEAD + 1700 * M, tiled, 3));
-    CHECK(p.stage_text && p.stage_vae && p.a_dec == 250 * M);
+    p.a_dec = 2500 * M;
+    CHECK(pd_mem_plan_fit(&p, O + 1950 * M, tiled, 3));
+    CHECK(p.stage_unet && p.a_dec == 600 * M);
+    p = base;
+    CHECK(!pd_mem_plan_fit(&p, O + 1700 * M, tiled, 3));
+    CHECK(p.stage_text && p.stage_vae && p.stage_unet && p.a_dec == 250 * M);
+    /* When denoising is the largest stage, releasing the UNet to decode gains nothing. */
+    p = base;
+    p.a_unet = 2000 * M;
+    CHECK(!pd_mem_plan_fit(&p, O + 3000 * M, tiled, 3));
+    CHECK(p.stage_text && p.stage_vae && !p.stage_unet);
 }
 
 /* Weight estimates follow the packed format and the quantized type. */
