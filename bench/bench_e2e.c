@@ -10,7 +10,7 @@
  *             [--vae-tiling auto|on|off] [--runs N] [--threads N]
  *             [--precision auto|fp32|bf16] [--isa scalar|avx2|avx512|amx]
  *             [--weight-type auto|f16|bf16|q8_0|q4_0|q4_1] [--max-memory BYTES|--low-memory]
- *             [--psnr-fp32] [--verbose]
+ *             [--psnr-fp32] [-v|--verbose]
  *
  * Memory: peak RSS after load and at the end (VmHWM), and with --max-memory or
  * --low-memory the engine's per-stage report (--verbose prints the log). --psnr-fp32:
@@ -75,7 +75,7 @@ static int usage(void) {
             "                 [--taesd PATH] [--vae-tiling auto|on|off] [--runs N] [--threads N]\n"
             "                 [--precision auto|fp32|bf16] [--isa scalar|avx2|avx512|amx]\n"
             "                 [--weight-type auto|f16|bf16|q8_0|q4_0|q4_1] [--max-memory BYTES | --low-memory]\n"
-            "                 [--psnr-fp32] [--verbose]\n");
+            "                 [--psnr-fp32] [-v|--verbose]\n");
     return 2;
 }
 
@@ -92,9 +92,9 @@ static double median(double *v, int n) {
 static bool parse(int argc, char **argv, opts *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--low-memory") || !strcmp(a, "--psnr-fp32") || !strcmp(a, "--verbose")) {
-            if (a[2] == 'l') o->low_memory = true;
-            else if (a[2] == 'p') o->psnr_fp32 = true;
+        if (!strcmp(a, "--low-memory") || !strcmp(a, "--psnr-fp32") || !strcmp(a, "--verbose") || !strcmp(a, "-v")) {
+            if (!strcmp(a, "--low-memory")) o->low_memory = true;
+            else if (!strcmp(a, "--psnr-fp32")) o->psnr_fp32 = true;
             else o->verbose = true;
             continue;
         }

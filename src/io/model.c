@@ -92,6 +92,15 @@ void pd_model_release(const pd_model_src *m, const pd_st_tensor *t) {
     }
 }
 
+void pd_model_release_component(const pd_model_src *m, pd_component c) {
+    const pd_comp_src *cs = &m->comp[c];
+    for (int f = 0; cs->present && f < cs->n_files; f++) {
+        const pd_st_file *sf = cs->files[f];
+        for (int i = 0; i < sf->n_tensors; i++)
+            if (pd_model_owner(m, sf, sf->tensors[i].name) == c) pd_st_release(sf, &sf->tensors[i]);
+    }
+}
+
 void pd_model_full_name(const pd_model_src *m, pd_component c, const char *name, char *buf,
                         size_t buf_size) {
     const pd_comp_src *cs = &m->comp[c];

@@ -88,6 +88,10 @@ const pd_st_tensor *pd_model_find(const pd_model_src *m, pd_component c, const c
  * copied into packed form; reading it again stays valid. */
 void pd_model_release(const pd_model_src *m, const pd_st_tensor *t);
 
+/* pd_model_release for every tensor of component c: drops the pages that weights used in
+ * place from the mapping (quantized GGUF rows) hold, when the component is released. */
+void pd_model_release_component(const pd_model_src *m, pd_component c);
+
 /* Full checkpoint name of a component-relative name (for messages). */
 void pd_model_full_name(const pd_model_src *m, pd_component c, const char *name, char *buf,
                         size_t buf_size);

@@ -125,7 +125,7 @@ pd_status pd_encode_text(const pd_ctx *ctx, const pd_text_params *params, pd_con
     const pd_clip *e1, *e2;
     pd_status st = pd_ctx_text_acquire(ctx, tmp, &e1, &e2, err);
     if (st == PD_OK) st = pd_encode_text_with(ctx, e1, e2, params, out, err);
-    pd_ctx_text_release(tmp);
+    pd_ctx_text_release(ctx, tmp);
     return st;
 }
 

@@ -190,7 +190,7 @@ pd_status pd_ctx_text_acquire(const pd_ctx *ctx, pd_clip tmp[2], const pd_clip *
         st = pd_clip_load(&tmp[1], ctx->src, PD_COMP_TEXT2, &ctx->kt_exact, ctx->pool, err);
         *e2 = &tmp[1];
     }
-    if (st != PD_OK) pd_ctx_text_release(tmp);
+    if (st != PD_OK) pd_ctx_text_release(ctx, tmp);
     return st;
 }
 
@@ -203,11 +203,14 @@ static void trim_heap(void) {
 #endif
 }
 
-void pd_ctx_text_release(pd_clip tmp[2]) {
+void pd_ctx_text_release(const pd_ctx *ctx, pd_clip tmp[2]) {
     const bool had = tmp[0].layers || tmp[1].layers;
     pd_clip_free(&tmp[0]);
     pd_clip_free(&tmp[1]);
-    if (had) trim_heap();
+    if (!had) return;
+    pd_model_release_component(ctx->src, PD_COMP_TEXT1);   /* rows used in place from a GGUF */
+    pd_model_release_component(ctx->src, PD_COMP_TEXT2);
+    trim_heap();
 }
 
 pd_status pd_ctx_vae_acquire(const pd_ctx *ctx, pd_vae *tmp, bool encoder, const pd_vae **vae, pd_error *err) {
@@ -258,6 +261,7 @@ void pd_ctx_unet_release(const pd_ctx *ctx, bool drop) {
     if (w) {
         pd_unet_free(w);
         free(w);
+        pd_model_release_component(u->from, PD_COMP_UNET);   /* rows used in place from a GGUF */
         trim_heap();
     }
 }
@@ -271,27 +275,31 @@ static void unet_slot_free(pd_ctx_unet *u) {
     free(u);
 }
 
-void pd_ctx_vae_release(pd_vae *tmp) {
+void pd_ctx_vae_release(const pd_ctx *ctx, pd_vae *tmp) {
     const bool had = tmp->dec.conv_in.w.n > 0 || tmp->has_encoder;
     pd_vae_free(tmp);
-    if (had) trim_heap();
+    if (!had) return;
+    pd_model_release_component(ctx->src, PD_COMP_VAE);
+    trim_heap();
 }
 
 /* Staged components keep their configs (what planning and the encode/decode set-up
  * read) and drop their weights: loading them once validated the model up front. */
-static void drop_clip_weights(pd_clip *c) {
+static void drop_clip_weights(const pd_ctx *ctx, pd_clip *c, pd_component comp) {
     pd_clip_config cfg = c->cfg;
     pd_clip_free(c);
     c->cfg = cfg;
+    pd_model_release_component(ctx->src, comp);
     trim_heap();
 }
 
-static void drop_vae_weights(pd_vae *v) {
+static void drop_vae_weights(const pd_ctx *ctx, pd_vae *v) {
     pd_vae_config cfg = v->cfg;
     bool enc = v->has_encoder;
     pd_vae_free(v);
     v->cfg = cfg;
     v->has_encoder = enc;
+    pd_model_release_component(ctx->src, PD_COMP_VAE);
     trim_heap();
 }
 
@@ -459,17 +467,17 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
      * weights (loading them validated the model). */
     st = plan_memory(ctx, unet_from, p, err);
     if (st != PD_OK) goto fail;
-    if (ctx->mem.stage_vae) drop_vae_weights(&ctx->vae);
+    if (ctx->mem.stage_vae) drop_vae_weights(ctx, &ctx->vae);
     if (ctx->has_text1) {
         st = pd_clip_load(&ctx->text1, ctx->src, PD_COMP_TEXT1, &ctx->kt_exact, ctx->pool, err);
         if (st != PD_OK) goto fail;
-        if (ctx->mem.stage_text) drop_clip_weights(&ctx->text1);
+        if (ctx->mem.stage_text) drop_clip_weights(ctx, &ctx->text1, PD_COMP_TEXT1);
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     if (ctx->has_text2) {
         st = pd_clip_load(&ctx->text2, ctx->src, PD_COMP_TEXT2, &ctx->kt_exact, ctx->pool, err);
         if (st != PD_OK) goto fail;
-        if (ctx->mem.stage_text) drop_clip_weights(&ctx->text2);
+        if (ctx->mem.stage_text) drop_clip_weights(ctx, &ctx->text2, PD_COMP_TEXT2);
         if (!report(p, step++, n_steps, t0)) goto cancelled;
     }
     pd_log(&ctx->log, PD_LOG_INFO, "loaded in %.2f s", now_s() - t0);

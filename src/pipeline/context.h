@@ -69,12 +69,12 @@ struct pd_ctx {
  * when staged, loaded into tmp[0..1]. Release with pd_ctx_text_release(tmp). */
 pd_status pd_ctx_text_acquire(const pd_ctx *ctx, pd_clip tmp[2], const pd_clip **e1,
                               const pd_clip **e2, pd_error *err);
-void pd_ctx_text_release(pd_clip tmp[2]);
+void pd_ctx_text_release(const pd_ctx *ctx, pd_clip tmp[2]);
 
 /* The VAE to run: the resident one, or (staged) its encoder or decoder half loaded into
  * *tmp. Release with pd_ctx_vae_release(tmp). */
 pd_status pd_ctx_vae_acquire(const pd_ctx *ctx, pd_vae *tmp, bool encoder, const pd_vae **vae, pd_error *err);
-void pd_ctx_vae_release(pd_vae *tmp);
+void pd_ctx_vae_release(const pd_ctx *ctx, pd_vae *tmp);
 
 /* The UNet's weights for a run, loaded again first when a previous run released them
  * (*load_s: the seconds that took, else 0). Every acquire is paired with a release;

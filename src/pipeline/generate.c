@@ -241,7 +241,7 @@ static pd_status encode_prompts(job *j, double t0, pd_error *err) {
         st = pd_encode_text_with(j->ctx, e1, e2, &tp, &j->uncond, err);
     }
     if (st == PD_OK) pd_ctx_log_memory(j->ctx, "text encoding", j->ctx->mem.peak_text);
-    pd_ctx_text_release(tmp);
+    pd_ctx_text_release(j->ctx, tmp);
     (void)t0;
     return st;
 }
@@ -447,7 +447,7 @@ static pd_status init_latents(job *j, pd_rng *rng, pd_error *err) {
             pd_vae_latents_from_moments(&ctx->vae.cfg, j->init, mean, logvar, j->noise, j->lh, j->lw);
         }
         if (j->split) {   /* denoising runs without the VAE */
-            pd_ctx_vae_release(&j->vae_tmp);
+            pd_ctx_vae_release(j->ctx, &j->vae_tmp);
             j->vae = NULL;
         }
     }
@@ -499,7 +499,7 @@ static pd_status decode(job *j, const float *latents, pd_error *err) {
     else st = pd_vae_decode(j->vae, &nn, j->x_in, j->lh, j->lw, j->image, &j->scratch, NULL, err);
     if (st == PD_OK) pd_ctx_log_memory(ctx, "decode", j->mem_peak);
     if (j->split) {   /* the next image denoises without the VAE */
-        pd_ctx_vae_release(&j->vae_tmp);
+        pd_ctx_vae_release(j->ctx, &j->vae_tmp);
         j->vae = NULL;
     }
     return st;
@@ -573,7 +573,7 @@ static pd_status decode_image(job *j, const float *latents, int64_t seed, pd_ima
 }
 
 static void job_free(job *j) {
-    pd_ctx_vae_release(&j->vae_tmp);
+    pd_ctx_vae_release(j->ctx, &j->vae_tmp);
     pd_sampler_free(j->sampler);
     pd_sched_plan_free(j->plan);
     pd_arena_free(&j->scratch);
