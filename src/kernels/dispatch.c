@@ -242,6 +242,7 @@ static void fill(pd_kernels *kt, pd_isa level) {
     kt->prec = PD_PREC_FP32;
     kt->wtype = PD_DTYPE_F32;
     kt->wquant = PD_DTYPE_INVALID;
+    kt->half_rows = false;
     kt->attn_rows = PD_ATTN_ROWS_F32;
     kt->gemm_nr = GEMM_NR[g];
     kt->gemm_name = GEMM_NAME[g];
@@ -335,6 +336,11 @@ static float *dequant_copy(const void *w, pd_dtype t, size_t ld_w, int n, int k)
     return f;
 }
 
+bool pd_kernels_half_rows(const pd_kernels *kt, pd_dtype w_dtype, int n, int k) {
+    return kt->half_rows && kt->wtype == PD_DTYPE_F32 && w_dtype == PD_DTYPE_F16 &&
+           !(pd_dtype_is_quant(kt->wquant) && pd_quant_eligible(n, k, 0));
+}
+
 pd_status pd_kernels_pack_gemm(const pd_kernels *kt, pd_packed_w *out, const void *w,
                                pd_dtype w_dtype, size_t ld_w, int n, int k, const void *bias,
                                pd_dtype bias_dtype, pd_pool *pool, pd_error *err) {
@@ -353,6 +359,8 @@ pd_status pd_kernels_pack_gemm(const pd_kernels *kt, pd_packed_w *out, const voi
     }
     if (pd_dtype_is_quant(kt->wquant) && pd_quant_eligible(n, k, 0))
         return pd_q_gemm_pack_mt(out, kt->gemm_nr, kt->wquant, w, w_dtype, ld_w, n, k, bias, bias_dtype, pool, err);
+    if (pd_kernels_half_rows(kt, w_dtype, n, k) && ld_w == (size_t)k)
+        return pd_q_gemm_wrap(out, kt->gemm_nr, PD_DTYPE_F16, w, n, k, bias, bias_dtype, err);
     if (kt->wtype == PD_DTYPE_BF16)
         return pd_bf16_gemm_pack_mt(out, kt->gemm_nr, w, w_dtype, ld_w, n, k, bias, bias_dtype, pool, err);
     return pd_gemm_pack_mt(out, kt->gemm_nr, w, w_dtype, ld_w, n, k, bias, bias_dtype, pool, err);

@@ -51,6 +51,9 @@ typedef enum pd_act {
  *   Q8_0/Q4_0/Q4_1: q = ggml blocks, row j (k elements zero-padded to kp) at
  *         q + j * qrow (quant/quant.h); run through pd_q_gemm / pd_q_conv, never
  *         directly by gemm_f32 / conv2d_f32.
+ *   F16 (half_rows tables, F32 only): q = row j of k fp16 values at q + j * qrow
+ *         (qrow = 2k: a Linear weight as safetensors stores it, borrowed from the
+ *         mapping), run through pd_q_gemm like the block types; kp = k rounded up to 32.
  * panel0: panel p of data/bf16 is stored at index p - panel0 (0 for a whole weight;
  * pd_q_gemm's views of a dequantized chunk of panels set it), so n0 / nr >= panel0.
  * n0 must be a multiple of w->nr (the caller splits columns by whole panels) or n0 == 0;
@@ -63,8 +66,9 @@ typedef struct pd_packed_w {
     int panel0;      /* first panel held by data/bf16 (views of a chunk); 0 otherwise */
     float *data;     /* F32 layout; owned, 64-byte aligned; NULL otherwise */
     uint16_t *bf16;  /* BF16 layout; owned, 64-byte aligned; NULL otherwise */
-    const uint8_t *q;   /* block types: n rows of kp/32 blocks, any alignment */
-    size_t qrow;        /* block types: bytes per row */
+    const uint8_t *q;   /* block types: n rows of kp/32 blocks, any alignment; F16 rows
+                           (pd_packed_w_rows): n rows of k halves */
+    size_t qrow;        /* block types and F16 rows: bytes per row */
     bool q_borrowed;    /* q points into caller memory (a mapped file): not freed */
     float *bias;     /* [n] fp32 or NULL; owned */
 } pd_packed_w;
@@ -147,6 +151,11 @@ typedef struct pd_kernels {
     pd_dtype wquant;        /* Q8_0/Q4_0/Q4_1: pd_kernels_pack_* quantize the weights that
                                pd_quant_eligible() allows to this type; INVALID (the
                                default): weights are packed in wtype */
+    bool half_rows;         /* F32 tables: GEMM weights stored F16 (rows of k, unquantized by
+                               wquant) stay F16 as stored, borrowed from the mapping, and are
+                               widened a panel chunk at a time like the block types: half
+                               the memory of an fp32 pack, the same arithmetic (widening is
+                               exact) */
     int gemm_nr;            /* panel width gemm_f32 expects in pd_packed_w */
     int attn_rows;          /* query rows per attention_f32 call drivers should aim for */
     const char *gemm_name;  /* e.g. "pd_f32_gemm_4x32__avx512" */
@@ -176,6 +185,16 @@ typedef struct pd_kernels {
      * table's packed format (wtype), for pd_q_gemm / pd_q_conv (quant/quant.h). */
     void (*dequant_panels)(const pd_packed_w *q, int p0, int p1, void *dst);
 } pd_kernels;
+
+/* Whether w is stored as rows (block types, or F16 rows of a half_rows table) that
+ * pd_q_gemm / pd_q_conv widen per panel chunk, rather than packed panels. */
+static inline bool pd_packed_w_rows(const pd_packed_w *w) {
+    return w->q != NULL;
+}
+
+/* Whether pd_kernels_pack_gemm keeps a GEMM weight [n, k] stored as w_dtype in F16 rows
+ * (kt->half_rows, an F32 table, F16 storage, not quantized by kt->wquant). */
+bool pd_kernels_half_rows(const pd_kernels *kt, pd_dtype w_dtype, int n, int k);
 
 /* Whether a weight is quantized under kt->wquant: a Linear [n, k] with k a multiple of 32
  * (rows of whole blocks: what stable-diffusion.cpp quantizes, so a GGUF and quantizing

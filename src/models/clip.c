@@ -131,7 +131,7 @@ static pd_status load_qkv_split(loader *ld, int d, pd_packed_w *out, pd_error *e
         pd_status cs = pd_nn_check(&ld->lc, parts[i], name, 2, shape, err);
         if (cs != PD_OK) return cs;
     }
-    const bool stacked = pd_nn_stackable_q(parts, 3, d);
+    const bool stacked = pd_nn_stackable_q(ld->kt, parts, 3, d, d);
     float *w = stacked ? NULL : pd_aligned_alloc(3 * dd * sizeof(float));
     float *b = pd_aligned_alloc(3 * (size_t)d * sizeof(float));
     pd_status st = PD_OK;
@@ -155,7 +155,7 @@ static pd_status load_qkv_split(loader *ld, int d, pd_packed_w *out, pd_error *e
     }
     if (st == PD_OK) {
         if (stacked)
-            st = pd_nn_pack_stacked_q(ld->kt, out, parts, 3, d, d, b, err);
+            st = pd_nn_pack_stacked_q(&ld->lc, ld->kt, out, parts, 3, d, d, b, err);
         else st = pd_kernels_pack_gemm(ld->kt, out, w, PD_DTYPE_F32, (size_t)d, 3 * d, d, b, PD_DTYPE_F32,
                                        ld->lc.pool, err);
     }

@@ -101,7 +101,7 @@ static void conv_task(void *arg, int ith, int nth) {
         a.n1 = PD_MIN(p1 * nr, a.w->n);
     }
     const pd_kernels *kt = job->nn->kt;
-    if (pd_dtype_is_quant(a.w->dtype)) {
+    if (pd_packed_w_rows(a.w)) {
         size_t bytes;
         void *scratch = pd_nn_wscratch(job->nn, ith, nth, &bytes);
         PD_ASSERT(scratch && bytes >= pd_q_scratch_bytes(kt, a.w->k));

@@ -42,7 +42,7 @@ static void linear_task(void *arg, int ith, int nth) {
         a.m = r1 - r0;
     }
     const pd_kernels *kt = job->nn->kt;
-    if (pd_dtype_is_quant(w->dtype)) {
+    if (pd_packed_w_rows(w)) {
         size_t bytes;
         void *scratch = pd_nn_wscratch(job->nn, ith, nth, &bytes);
         PD_ASSERT(scratch && bytes >= pd_q_scratch_bytes(kt, w->k));

@@ -126,14 +126,16 @@ done:
     return st;
 }
 
-bool pd_nn_stackable_q(const pd_st_tensor *const *parts, int count, int k) {
-    if (count < 1 || k % 32 || !pd_dtype_is_quant(parts[0]->dtype)) return false;
+bool pd_nn_stackable_q(const pd_kernels *kt, const pd_st_tensor *const *parts, int count, int n, int k) {
+    if (count < 1) return false;
+    if (parts[0]->dtype == PD_DTYPE_F16 && !pd_kernels_half_rows(kt, PD_DTYPE_F16, count * n, k)) return false;
+    if (parts[0]->dtype != PD_DTYPE_F16 && (k % 32 || !pd_dtype_is_quant(parts[0]->dtype))) return false;
     for (int i = 1; i < count; i++)
         if (parts[i]->dtype != parts[0]->dtype) return false;
     return true;
 }
 
-pd_status pd_nn_pack_stacked_q(const pd_kernels *kt, pd_packed_w *out, const pd_st_tensor *const *parts,
+pd_status pd_nn_pack_stacked_q(const pd_load_ctx *lc, const pd_kernels *kt, pd_packed_w *out, const pd_st_tensor *const *parts,
                                int count, int n, int k, const float *bias, pd_error *err) {
     const pd_dtype t = parts[0]->dtype;
     const size_t part = pd_dtype_bytes(t, (size_t)n * (size_t)k);
@@ -144,6 +146,7 @@ pd_status pd_nn_pack_stacked_q(const pd_kernels *kt, pd_packed_w *out, const pd_
         memcpy(buf + (size_t)i * part, parts[i]->data, part);
     }
     memset(buf + (size_t)count * part, 0, 64);
+    for (int i = 0; i < count; i++) pd_model_release(lc->src, parts[i]);   /* the copy replaces them */
     pd_status st = pd_q_gemm_wrap(out, kt->gemm_nr, t, buf, count * n, k, bias, PD_DTYPE_F32, err);
     if (st != PD_OK) {
         free(buf);

@@ -73,14 +73,15 @@ pd_status pd_nn_pack(const pd_load_ctx *lc, const pd_kernels *kt, pd_packed_w *o
                      const pd_st_tensor *w, const char *w_name, const pd_st_tensor *b,
                      const char *b_name, int n, int k, bool transpose, pd_error *err);
 
-/* Whether `count` checked [n, k] tensors can be stacked without requantizing: all of one
- * block type, k a multiple of 32. */
-bool pd_nn_stackable_q(const pd_st_tensor *const *parts, int count, int k);
+/* Whether `count` checked [n, k] tensors can be stacked as stored: all of one block type
+ * with k a multiple of 32 (no requantizing), or all F16 kept as F16 rows under kt
+ * (pd_kernels_half_rows). */
+bool pd_nn_stackable_q(const pd_kernels *kt, const pd_st_tensor *const *parts, int count, int n, int k);
 
-/* Stacks `count` quantized [n, k] tensors (pd_nn_stackable_q) along n into one packed
- * weight [count * n, k] by copying their blocks: the values are exactly the file's. bias:
- * fp32 [count * n] or NULL. */
-pd_status pd_nn_pack_stacked_q(const pd_kernels *kt, pd_packed_w *out, const pd_st_tensor *const *parts,
+/* Stacks `count` [n, k] tensors (pd_nn_stackable_q) along n into one packed weight
+ * [count * n, k] by copying their blocks or halves: the values are exactly the file's
+ * (whose pages are then released). bias: fp32 [count * n] or NULL. */
+pd_status pd_nn_pack_stacked_q(const pd_load_ctx *lc, const pd_kernels *kt, pd_packed_w *out, const pd_st_tensor *const *parts,
                                int count, int n, int k, const float *bias, pd_error *err);
 
 /* Converts all of t (already checked: float or block type) to fp32 at dst. */

@@ -93,8 +93,8 @@ static pd_status load_stacked(tf_loader *ld, const pd_unet_tf_key *keys, int cou
         st = pd_nn_check(&ld->lc, parts[i], ld->name, 2, shape, err);
     }
     if (st != PD_OK) return st;
-    if (pd_nn_stackable_q(parts, count, k))   /* stored quantized: the file's blocks as they are */
-        return pd_nn_pack_stacked_q(ld->kt, out, parts, count, n, k, NULL, err);
+    if (pd_nn_stackable_q(ld->kt, parts, count, n, k))   /* the file's blocks / halves as they are */
+        return pd_nn_pack_stacked_q(&ld->lc, ld->kt, out, parts, count, n, k, NULL, err);
     float *buf = pd_aligned_alloc((size_t)count * part * sizeof(float));
     if (!buf) return pd_error_set(err, PD_ERR_OOM, "unet: out of memory loading '%s'", ld->prefix);
     for (int i = 0; i < count; i++) {

@@ -100,6 +100,14 @@ static pd_dtype stored_quant(const pd_model_src *m) {
     return best;
 }
 
+/* Whether m stores any weight in F16 (rows the fp32 tables keep as they are). */
+static bool stored_f16(const pd_model_src *m) {
+    for (int f = 0; m && f < m->n_files; f++)
+        for (int i = 0; i < m->files[f]->n_tensors; i++)
+            if (m->files[f]->tensors[i].dtype == PD_DTYPE_F16 && m->files[f]->tensors[i].ndim >= 2) return true;
+    return false;
+}
+
 void pd_ctx_log_memory(const pd_ctx *ctx, const char *stage, size_t estimate) {
     char rss[32], peak[32], est[32];
     pd_mem_str(rss, sizeof rss, pd_rss_bytes());
@@ -340,6 +348,8 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
                             : p->weight_type == PD_WEIGHT_AUTO ? stored_quant(ctx->src)
                                                                : PD_DTYPE_INVALID;
         ctx->kt.wquant = ctx->kt_exact.wquant = wq;
+        /* fp32 tables keep F16-stored Linear weights as F16 rows (exact, half the memory). */
+        ctx->kt.half_rows = ctx->kt_exact.half_rows = true;
     }
     const bool bf16 = ctx->kt.prec == PD_PREC_BF16;
     pd_log(&ctx->log, PD_LOG_INFO, "model: %s, %s; kernels: %s, %s (%s); weights: %s",
@@ -401,8 +411,8 @@ pd_status pd_ctx_load(const char *path, const pd_ctx_params *params, pd_ctx **ou
     }
 
     if (pd_dtype_is_quant(ctx->kt.wquant) || stored_quant(ctx->src) != PD_DTYPE_INVALID ||
-        stored_quant(ctx->unet_src) != PD_DTYPE_INVALID) {
-        /* Quantized weights run through per-thread panels of the longest row. */
+        stored_quant(ctx->unet_src) != PD_DTYPE_INVALID || stored_f16(ctx->src) || stored_f16(ctx->unet_src)) {
+        /* Quantized weights and F16 rows run through per-thread panels of the longest row. */
         int64_t k = PD_MAX(max_row(ctx->src), max_row(ctx->unet_src));
         if (k > (1 << 20)) {
             st = pd_error_set(err, PD_ERR_UNSUPPORTED, "'%s': a weight row of %lld elements", path, (long long)k);

@@ -22,6 +22,12 @@ static size_t tensor_bytes(const pd_st_tensor *t, const pd_kernels *kt) {
         size_t kq = ((size_t)k + 31) / 32 * 32;
         return pd_dtype_bytes(kt->wquant, (size_t)n * kq);
     }
+    /* F16 Linear weights an fp32 table keeps as stored. Not exact either way by a few MiB:
+     * 1x1-conv projections, kept the same way, count 4 bytes; position embeddings and
+     * OpenCLIP's transposed text projection, widened to fp32, count 2 (inside the
+     * overhead) */
+    if (t->ndim == 2 && n <= INT32_MAX && k <= INT32_MAX && pd_kernels_half_rows(kt, t->dtype, (int)n, (int)k))
+        return numel * 2;
     return numel * (kt->wtype == PD_DTYPE_BF16 ? 2 : 4);
 }
 

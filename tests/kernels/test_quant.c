@@ -20,7 +20,10 @@
  *     images, a scratch of exactly one panel and a large one, n0/n1 sub-ranges on panel
  *     boundaries (as threads call it), bias/act/residual; borrowed rows at an odd
  *     address (same bits as the owned pack); the conv pack's k order against the fp32
- *     conv of the original weight; bad arguments rejected with a message.
+ *     conv of the original weight; bad arguments rejected with a message;
+ *   - F16 rows (half_rows): every dequant variant bit-identical to the reference on k
+ *     not a multiple of 32 from exact-size buffers, and pd_q_gemm on borrowed F16 rows
+ *     bit for bit the fp32 pack of the same weight on every fp32 table.
  */
 #include <float.h>
 
@@ -434,6 +437,151 @@ static void test_dequant_variants(void) {
     if (n_var <= 2) PD_SKIP("no SIMD dequant variant runs here (only the references were checked)");
 }
 
+/* ---- F16 rows (kernels.h half_rows) ------------------------------------------------ */
+
+/* n x k random halves in a buffer of exactly that size (a read past a row end is an
+ * ASan error): normals of both signs, signed zeros, subnormals, +-inf, +-65504. */
+static uint16_t *f16_weight(int n, int k) {
+    uint16_t *h = malloc((size_t)n * (size_t)k * sizeof *h);
+    if (!h) abort();
+    static const uint16_t special[] = {0x0000, 0x8000, 0x0001, 0x83ff, 0x7c00, 0xfc00, 0x7bff, 0xfbff};
+    for (size_t i = 0; i < (size_t)n * (size_t)k; i++)
+        h[i] = i % 97 == 5 ? special[(i / 97) % 8] : pd_f32_to_f16(kt_rand());
+    return h;
+}
+
+/* Every dequant variant on F16 rows, bit-identical to the reference, which equals
+ * pd_to_f32 of the halves read through the layout; rows of k % 32 != 0 read nothing past
+ * their end (exact-size buffers). */
+static void test_f16_dequant(void) {
+    kt_seed(9);
+    static const int ns[] = {1, 3, 33};
+    static const int ks[] = {1, 7, 32, 33, 77, 1283};
+    static const int nrs[] = {16, 24, 32, 64};
+    for (size_t ni = 0; ni < PD_COUNT(ns); ni++)
+        for (size_t ki = 0; ki < PD_COUNT(ks); ki++)
+            for (size_t ri = 0; ri < PD_COUNT(nrs); ri++) {
+                const int n = ns[ni], k = ks[ki], nr = nrs[ri];
+                uint16_t *h = f16_weight(n, k);
+                pd_packed_w q;
+                pd_error err = {0};
+                CHECK(pd_q_gemm_wrap(&q, nr, PD_DTYPE_F16, h, n, k, NULL, PD_DTYPE_F32, &err) == PD_OK);
+                CHECK(q.q_borrowed && q.qrow == (size_t)k * 2 && q.kp % 32 == 0);
+                const int n_panels = (n + nr - 1) / nr;
+                for (int wt = 0; wt < 2; wt++) {
+                    const pd_dtype wtype = wt ? PD_DTYPE_BF16 : PD_DTYPE_F32;
+                    const size_t bytes = panels_bytes(&q, wtype, n_panels);
+                    uint8_t *want = malloc(bytes), *got = malloc(bytes + 64 + 4);
+                    if (!want || !got) abort();
+                    (wt ? pd_q_dequant_bf16__ref : pd_q_dequant_f32__ref)(&q, 0, n_panels, want);
+                    int bad = 0;
+                    for (int j = 0; j < n_panels * nr; j++)
+                        for (int kk = 0; kk < (wt ? q.kp : k); kk++) {
+                            const float v = j < n && kk < k ? pd_f16_to_f32(h[(size_t)j * (size_t)k + (size_t)kk]) : 0.0f;
+                            const size_t p = (size_t)j / (size_t)nr, c = (size_t)j % (size_t)nr;
+                            if (wt) {
+                                uint16_t b;
+                                memcpy(&b, want + 2 * ((p * (size_t)q.kp + ((size_t)kk & ~(size_t)1)) * (size_t)nr +
+                                                       2 * c + ((size_t)kk & 1)), 2);
+                                bad += b != pd_f32_to_bf16(v);
+                            } else {
+                                float f;
+                                memcpy(&f, want + 4 * ((p * (size_t)k + (size_t)kk) * (size_t)nr + c), 4);
+                                bad += !kt_same_bits(f, v);
+                            }
+                        }
+                    CHECK_MSG(bad == 0, "F16 ref %s n=%d k=%d nr=%d: %d elements off", wt ? "bf16" : "f32", n, k, nr, bad);
+                    for (size_t v = 0; v < PD_COUNT(DQ); v++) {
+                        if (DQ[v].wtype != wtype || !dq_supported(&DQ[v])) continue;
+                        memset(got, 0xa5, bytes + 68);
+                        DQ[v].fn(&q, 0, n_panels, got + 4);
+                        CHECK_MSG(memcmp(got + 4, want, bytes) == 0, "%s F16 n=%d k=%d nr=%d: not bit-identical",
+                                  DQ[v].name, n, k, nr);
+                        bool tail = true;
+                        for (size_t i = 0; i < 64; i++) tail &= got[4 + bytes + i] == 0xa5;
+                        CHECK_MSG(tail, "%s wrote outside its panels", DQ[v].name);
+                    }
+                    free(want);
+                    free(got);
+                }
+                pd_packed_w_free(&q);
+                free(h);
+            }
+}
+
+/* pd_kernels_pack_gemm with half_rows keeps an F16 weight as borrowed rows, and
+ * pd_q_gemm on it is bit for bit the fp32 pack of the same weight (widening is exact and
+ * the kernel the same), on every fp32 table: tails, sub-ranges, a one-panel scratch. */
+static void test_f16_rows_gemm(void) {
+    kt_seed(10);
+    pd_kernels kts[8];
+    const int n_kt = kt_tables(kts, 8);
+    for (int t = 0; t < n_kt; t++) {
+        pd_kernels kt = kts[t];
+        if (kt.wtype != PD_DTYPE_F32) {
+            kt.half_rows = true;   /* bf16 tables pack as before */
+            CHECK(!pd_kernels_half_rows(&kt, PD_DTYPE_F16, 64, 64));
+            continue;
+        }
+        const int nr = kt.gemm_nr;
+        const struct { int m, n, k, n0, n1; bool one_panel; } cases[] = {
+            {1, 1, 1, 0, 1, false},       {77, 3, 7, 0, 3, true},          {5, nr + 1, 77, 0, nr + 1, true},
+            {77, 3 * nr - 1, 768 + 5, nr, 3 * nr - 1, false},           {33, 2 * nr, 40, 0, 2 * nr, true},
+        };
+        for (size_t i = 0; i < PD_COUNT(cases); i++) {
+            const int m = cases[i].m, n = cases[i].n, k = cases[i].k;
+            uint16_t *h = f16_weight(n, k);
+            float *bias = kt_alloc((size_t)n, 0);
+            kt_fill(bias, (size_t)n, 1.0f);
+            pd_packed_w rows, packed;
+            pd_error err = {0};
+            kt.half_rows = true;
+            CHECK(pd_kernels_half_rows(&kt, PD_DTYPE_F16, n, k) && !pd_kernels_half_rows(&kt, PD_DTYPE_F32, n, k));
+            CHECK(pd_kernels_pack_gemm(&kt, &rows, h, PD_DTYPE_F16, (size_t)k, n, k, bias, PD_DTYPE_F32, NULL, &err) == PD_OK);
+            CHECK(rows.dtype == PD_DTYPE_F16 && rows.q_borrowed && pd_packed_w_rows(&rows));
+            kt.half_rows = false;
+            CHECK(pd_kernels_pack_gemm(&kt, &packed, h, PD_DTYPE_F16, (size_t)k, n, k, bias, PD_DTYPE_F32, NULL, &err) == PD_OK);
+            CHECK(packed.dtype == PD_DTYPE_F32 && !pd_packed_w_rows(&packed));
+            const size_t lda = (size_t)k + 1, ldc = (size_t)n + 3;
+            float *a = kt_alloc((size_t)m * lda, 1), *got = kt_alloc((size_t)m * ldc, 0), *want = kt_alloc((size_t)m * ldc, 0);
+            kt_fill(a, (size_t)m * lda, 1.0f);
+            for (int pass = 0; pass < 2; pass++) {
+                const int n0 = pass ? cases[i].n0 : 0, n1 = pass ? cases[i].n1 : n;
+                kt_fill_value(got, (size_t)m * ldc, KT_SENTINEL);
+                kt_fill_value(want, (size_t)m * ldc, KT_SENTINEL);
+                pd_gemm_args g = {.m = m, .n0 = n0, .n1 = n1, .a = a, .lda = lda, .w = &rows, .c = got, .ldc = ldc,
+                                  .act = pass ? PD_ACT_GELU : PD_ACT_NONE};
+                const size_t sb = cases[i].one_panel ? pd_q_scratch_bytes(&kt, k) : (size_t)2 << 20;
+                char *scratch = malloc(sb + 8);
+                if (!scratch) abort();
+                pd_q_gemm(&kt, &g, scratch + 8, sb);
+                g.w = &packed;
+                g.c = want;
+                kt.gemm_f32(&g);
+                CHECK_MSG(memcmp(got, want, (size_t)m * ldc * sizeof(float)) == 0,
+                          "%s F16 rows m=%d n=%d k=%d [%d,%d): not bit-identical to the fp32 pack", kt.gemm_name, m, n,
+                          k, n0, n1);
+                free(scratch);
+            }
+            kt_free(a, 1);
+            kt_free(got, 0);
+            kt_free(want, 0);
+            kt_free(bias, 0);
+            pd_packed_w_free(&rows);
+            pd_packed_w_free(&packed);
+            free(h);
+        }
+        /* quantizing (wquant) wins over F16 rows; block packers refuse F16 */
+        kt.half_rows = true;
+        kt.wquant = PD_DTYPE_Q8_0;
+        CHECK(!pd_kernels_half_rows(&kt, PD_DTYPE_F16, 64, 64) && pd_kernels_half_rows(&kt, PD_DTYPE_F16, 64, 40));
+    }
+    pd_packed_w q;
+    pd_error err = {0};
+    float w[64] = {0};
+    CHECK(pd_q_gemm_pack(&q, 16, PD_DTYPE_F16, w, PD_DTYPE_F32, 32, 2, 32, NULL, PD_DTYPE_F32, &err) == PD_ERR_INVALID_ARG);
+}
+
 /* ---- pd_q_gemm ------------------------------------------------------------------ */
 
 /* The weight of q as fp32 [n, k] (the reference's input). */
@@ -748,6 +896,8 @@ int main(void) {
     PD_RUN(test_round_trip);
     PD_RUN(test_quantize_variants);
     PD_RUN(test_dequant_variants);
+    PD_RUN(test_f16_dequant);
+    PD_RUN(test_f16_rows_gemm);
     PD_RUN(test_q_gemm);
     PD_RUN(test_q_conv);
     PD_RUN(test_conv_pack_order);

@@ -224,6 +224,66 @@ static void test_weight_estimates(void) {
     pd_model_close(m);
 }
 
+/* The fp32 text encoders keep F16-stored Linear weights as F16 rows (half_rows): the
+ * conditioning is bit for bit that of the fp32 pack (tiny SDXL: both encoders, pooled). */
+static void test_half_rows_text(void) {
+    PD_REQUIRE_GOLDEN();
+    char path[1024];
+    golden_model(path, sizeof path, "tiny-sdxl.safetensors");
+    pd_ctx_params cp = pd_ctx_default_params();
+    pd_ctx *ctx = NULL;
+    pd_error err = {0};
+    if (pd_ctx_load(path, &cp, &ctx, &err) != PD_OK) {
+        PD_FAIL("%s", err.msg);
+        return;
+    }
+    CHECK(ctx->text1.layers[0].fc1.dtype == PD_DTYPE_F16 && ctx->text1.layers[0].fc1.q_borrowed);
+    CHECK(ctx->text1.layers[0].qkv.dtype == PD_DTYPE_F16 && !ctx->text1.layers[0].qkv.q_borrowed);   /* stacked copy */
+    CHECK(ctx->text2.layers[0].qkv.dtype == PD_DTYPE_F16);
+    /* the plan counts them at 2 bytes: the 2-D F16 tensors of the encoders (token
+     * embeddings aside: read from the mapping, not counted) at 4 bytes less 2 */
+    pd_kernels est = ctx->kt_exact;
+    const size_t t16 = pd_mem_weights(ctx->src, PD_COMP_TEXT2, &est);
+    est.half_rows = false;
+    const size_t t32 = pd_mem_weights(ctx->src, PD_COMP_TEXT2, &est);
+    size_t lin = 0;
+    const pd_model_src *m = ctx->src;
+    for (int f = 0; f < m->n_files; f++)
+        for (int i = 0; i < m->files[f]->n_tensors; i++) {
+            const pd_st_tensor *t = &m->files[f]->tensors[i];
+            if (t->ndim == 2 && t->dtype == PD_DTYPE_F16 && pd_model_owner(m, m->files[f], t->name) == PD_COMP_TEXT2 &&
+                !strstr(t->name, "token_embedding") && !strstr(t->name, "embed_tokens"))
+                lin += (size_t)t->numel;
+        }
+    CHECK(lin > 0);
+    CHECK_EQ_INT(t32 - t16, 2 * lin);
+    pd_kernels packed = ctx->kt_exact;
+    packed.half_rows = false;
+    pd_clip e[2];
+    memset(e, 0, sizeof e);
+    CHECK_EQ_INT(pd_clip_load(&e[0], ctx->src, PD_COMP_TEXT1, &packed, ctx->pool, &err), PD_OK);
+    CHECK_EQ_INT(pd_clip_load(&e[1], ctx->src, PD_COMP_TEXT2, &packed, ctx->pool, &err), PD_OK);
+    if (e[0].layers && e[1].layers) {
+        CHECK(e[0].layers[0].fc1.dtype == PD_DTYPE_F32);
+        pd_text_params tp = pd_text_default_params();
+        tp.prompt = "a (red:1.3) fox in the snow, BREAK oil painting";
+        tp.clip_skip = 2;
+        pd_cond *a = NULL, *b = NULL;
+        CHECK_EQ_INT(pd_encode_text_with(ctx, &ctx->text1, &ctx->text2, &tp, &a, &err), PD_OK);
+        CHECK_EQ_INT(pd_encode_text_with(ctx, &e[0], &e[1], &tp, &b, &err), PD_OK);
+        if (a && b) {
+            CHECK_EQ_INT(a->n_tokens, b->n_tokens);
+            CHECK(memcmp(a->context, b->context, (size_t)a->n_tokens * (size_t)a->dim * sizeof(float)) == 0);
+            CHECK(a->pooled_dim > 0 && memcmp(a->pooled, b->pooled, (size_t)a->pooled_dim * sizeof(float)) == 0);
+        }
+        pd_cond_free(a);
+        pd_cond_free(b);
+    }
+    pd_clip_free(&e[0]);
+    pd_clip_free(&e[1]);
+    pd_ctx_free(ctx);
+}
+
 /* A tiled decode reports each tile as a "decode" step, and a callback can stop it. */
 typedef struct tile_seen {
     int starts, steps, total, stop_at;
@@ -276,6 +336,7 @@ int main(void) {
     PD_RUN(test_staged_equals_resident);
     PD_RUN(test_plan_fit);
     PD_RUN(test_weight_estimates);
+    PD_RUN(test_half_rows_text);
     PD_RUN(test_tile_progress);
     return pd_test_summary();
 }

@@ -71,11 +71,32 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/kernels.h"
 
 #define PD_Q_BLOCK 32                    /* elements per block */
 #define PD_Q_CHUNK_BYTES (1024u << 10)   /* target dequantized chunk (L2-resident) */
+
+/* Row formats pd_q_gemm runs: the block types, and F16 rows (kernels.h: half_rows),
+ * which the dequant_panels variants treat as "blocks" of 32 halves, the last one
+ * partial when k % 32 != 0 (unpadded rows: a Linear weight as the file stores it). */
+static inline bool pd_q_row_type(pd_dtype t) { return pd_dtype_is_quant(t) || t == PD_DTYPE_F16; }
+
+/* Bytes of block b of a row of t: a block type's block, or 32 halves. */
+static inline size_t pd_q_block_bytes(pd_dtype t) { return t == PD_DTYPE_F16 ? 64 : pd_dtype_size(t); }
+
+/* Block b of row `row` (k elements) of t, readable as a whole block: in the row, or for
+ * the partial last block of an F16 row (whose bytes end where the row ends, possibly at
+ * the end of a mapping) copied into tmp and zero-padded. */
+static inline const uint8_t *pd_q_block_at(pd_dtype t, const uint8_t *row, int b, int k, uint8_t tmp[64]) {
+    const uint8_t *p = row + (size_t)b * pd_q_block_bytes(t);
+    if (t != PD_DTYPE_F16 || (size_t)(b + 1) * PD_Q_BLOCK <= (size_t)k) return p;
+    const size_t live = ((size_t)k - (size_t)b * PD_Q_BLOCK) * 2;
+    memcpy(tmp, p, live);
+    memset(tmp + live, 0, 64 - live);
+    return tmp;
+}
 
 /* Quantizes x[0..n) (n a multiple of 32, asserted) into n/32 blocks of t (Q8_0, Q4_0,
  * Q4_1) at dst (any alignment), bit for bit as ggml's reference quantizers. */
@@ -114,7 +135,8 @@ pd_status pd_q_conv_pack_mt(pd_packed_w *out, int nr, pd_dtype qtype, const void
 /* Borrows n pre-quantized rows of k elements (k % 32 == 0, checked), row j at
  * blocks + j * (k/32 * block bytes), e.g. a GGUF tensor in a mapped file; nothing is
  * copied (blocks must outlive out; pd_packed_w_free leaves them alone). The bias is
- * copied to fp32. For a conv the rows must be in the conv's k order. */
+ * copied to fp32. For a conv the rows must be in the conv's k order. qtype F16: rows
+ * of k halves (any k), row j at blocks + j * 2k (F32 tables' half_rows). */
 pd_status pd_q_gemm_wrap(pd_packed_w *out, int nr, pd_dtype qtype, const void *blocks, int n, int k,
                          const void *bias, pd_dtype bias_dtype, pd_error *err);
 

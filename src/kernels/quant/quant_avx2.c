@@ -25,6 +25,10 @@ INLINE __m128i load8(const uint8_t *p) { return _mm_loadl_epi64((const __m128i *
 
 /* v[h] = block values k 8h .. 8h + 7 as fp32. */
 INLINE void block_f32(pd_dtype t, const uint8_t *blk, __m256 v[4]) {
+    if (t == PD_DTYPE_F16) {   /* F16 rows: 32 halves (VCVTPH2PS: exact) */
+        for (int h = 0; h < 4; h++) v[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(blk + 16 * h)));
+        return;
+    }
     const __m256 d = _mm256_set1_ps(f16_at(blk));
     if (t == PD_DTYPE_Q8_0) {
         for (int h = 0; h < 4; h++)
@@ -69,8 +73,9 @@ INLINE void transpose8(__m256 r[8]) {
 }
 
 INLINE void panels_f32(pd_dtype t, const pd_packed_w *q, int p0, int p1, float *dst) {
-    const size_t nr = (size_t)q->nr, k = (size_t)q->k, bs = pd_dtype_size(t);
+    const size_t nr = (size_t)q->nr, k = (size_t)q->k;
     const int nb = q->kp / PD_Q_BLOCK;
+    uint8_t tmp[64];
     for (int p = p0; p < p1; p++) {
         float *panel = dst + (size_t)(p - p0) * k * nr;
         for (int cg = 0; cg < q->nr; cg += 8) {
@@ -85,7 +90,7 @@ INLINE void panels_f32(pd_dtype t, const pd_packed_w *q, int p0, int p1, float *
                 __m256 v[4][8];   /* [k quarter][column] */
                 for (int c = 0; c < 8; c++) {
                     __m256 col[4];
-                    if (rows[c]) block_f32(t, rows[c] + (size_t)b * bs, col);
+                    if (rows[c]) block_f32(t, pd_q_block_at(t, rows[c], b, q->k, tmp), col);
                     else col[0] = col[1] = col[2] = col[3] = _mm256_setzero_ps();
                     for (int h = 0; h < 4; h++) v[h][c] = col[h];
                 }
@@ -105,10 +110,11 @@ INLINE void panels_f32(pd_dtype t, const pd_packed_w *q, int p0, int p1, float *
 }
 
 void pd_q_dequant_f32__avx2(const pd_packed_w *q, int p0, int p1, void *dst) {
-    PD_ASSERT(q && pd_dtype_is_quant(q->dtype) && q->q && q->nr >= 1);
+    PD_ASSERT(q && pd_q_row_type(q->dtype) && q->q && q->nr >= 1);
     PD_ASSERT(q->kp % PD_Q_BLOCK == 0 && q->kp >= q->k && q->k >= 1);
     PD_ASSERT(p0 >= 0 && p0 <= p1 && (int64_t)p1 * q->nr < (int64_t)q->n + q->nr);
     switch (q->dtype) {
+    case PD_DTYPE_F16: panels_f32(PD_DTYPE_F16, q, p0, p1, dst); break;
     case PD_DTYPE_Q8_0: panels_f32(PD_DTYPE_Q8_0, q, p0, p1, dst); break;
     case PD_DTYPE_Q4_0: panels_f32(PD_DTYPE_Q4_0, q, p0, p1, dst); break;
     default: panels_f32(PD_DTYPE_Q4_1, q, p0, p1, dst); break;

@@ -48,6 +48,11 @@ INLINE float f16_at(const uint8_t *p) {
 
 /* Block values k 0..15 (lo) and 16..31 (hi) as fp32, exactly as the reference. */
 INLINE void block_f32(pd_dtype t, const uint8_t *blk, __m512 *lo, __m512 *hi) {
+    if (t == PD_DTYPE_F16) {   /* F16 rows: 32 halves (VCVTPH2PS: exact) */
+        *lo = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)blk));
+        *hi = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 32)));
+        return;
+    }
     const __m512 d = _mm512_set1_ps(f16_at(blk));
     if (t == PD_DTYPE_Q8_0) {
         const __m512i a = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 2)));
@@ -112,8 +117,9 @@ INLINE int group_rows(const pd_packed_w *q, int p, int cg, const uint8_t *rows[1
 }
 
 INLINE void panels_f32(pd_dtype t, const pd_packed_w *q, int p0, int p1, float *dst) {
-    const size_t nr = (size_t)q->nr, k = (size_t)q->k, bs = pd_dtype_size(t);
+    const size_t nr = (size_t)q->nr, k = (size_t)q->k;
     const int nb = q->kp / PD_Q_BLOCK;
+    uint8_t tmp[64];
     for (int p = p0; p < p1; p++) {
         float *panel = dst + (size_t)(p - p0) * k * nr;
         for (int cg = 0; cg < q->nr; cg += 16) {
@@ -123,7 +129,7 @@ INLINE void panels_f32(pd_dtype t, const pd_packed_w *q, int p0, int p1, float *
             for (int b = 0; b < nb; b++) {
                 __m512 lo[16], hi[16];
                 for (int c = 0; c < 16; c++) {
-                    if (rows[c]) block_f32(t, rows[c] + (size_t)b * bs, &lo[c], &hi[c]);
+                    if (rows[c]) block_f32(t, pd_q_block_at(t, rows[c], b, q->k, tmp), &lo[c], &hi[c]);
                     else lo[c] = hi[c] = _mm512_setzero_ps();
                 }
                 transpose16(lo);
@@ -157,8 +163,9 @@ INLINE __m256i to_bf16(__m512 v) {
 }
 
 INLINE void panels_bf16(pd_dtype t, const pd_packed_w *q, int p0, int p1, uint32_t *dst) {
-    const size_t nr = (size_t)q->nr, kp = (size_t)q->kp, bs = pd_dtype_size(t);
+    const size_t nr = (size_t)q->nr, kp = (size_t)q->kp;
     const int nb = q->kp / PD_Q_BLOCK, k = q->k;
+    uint8_t tmp[64];
     for (int p = p0; p < p1; p++) {
         uint32_t *panel = dst + (size_t)(p - p0) * (kp / 2) * nr;   /* k-pair rows of nr dwords */
         for (int cg = 0; cg < q->nr; cg += 16) {
@@ -176,7 +183,7 @@ INLINE void panels_bf16(pd_dtype t, const pd_packed_w *q, int p0, int p1, uint32
                         continue;
                     }
                     __m512 lo, hi;
-                    block_f32(t, rows[c] + (size_t)b * bs, &lo, &hi);
+                    block_f32(t, pd_q_block_at(t, rows[c], b, k, tmp), &lo, &hi);
                     lo = _mm512_maskz_mov_ps(mlo, lo);
                     hi = _mm512_maskz_mov_ps(mhi, hi);
                     const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(to_bf16(lo)), to_bf16(hi), 1);
@@ -192,7 +199,7 @@ INLINE void panels_bf16(pd_dtype t, const pd_packed_w *q, int p0, int p1, uint32
 }
 
 static void check(const pd_packed_w *q, int p0, int p1) {
-    PD_ASSERT(q && pd_dtype_is_quant(q->dtype) && q->q && q->nr >= 1);
+    PD_ASSERT(q && pd_q_row_type(q->dtype) && q->q && q->nr >= 1);
     PD_ASSERT(q->kp % PD_Q_BLOCK == 0 && q->kp >= q->k && q->k >= 1);
     PD_ASSERT(p0 >= 0 && p0 <= p1 && (int64_t)p1 * q->nr < (int64_t)q->n + q->nr);
 }
@@ -200,6 +207,7 @@ static void check(const pd_packed_w *q, int p0, int p1) {
 void pd_q_dequant_f32__avx512(const pd_packed_w *q, int p0, int p1, void *dst) {
     check(q, p0, p1);
     switch (q->dtype) {
+    case PD_DTYPE_F16: panels_f32(PD_DTYPE_F16, q, p0, p1, dst); break;
     case PD_DTYPE_Q8_0: panels_f32(PD_DTYPE_Q8_0, q, p0, p1, dst); break;
     case PD_DTYPE_Q4_0: panels_f32(PD_DTYPE_Q4_0, q, p0, p1, dst); break;
     default: panels_f32(PD_DTYPE_Q4_1, q, p0, p1, dst); break;
@@ -209,6 +217,7 @@ void pd_q_dequant_f32__avx512(const pd_packed_w *q, int p0, int p1, void *dst) {
 void pd_q_dequant_bf16__avx512(const pd_packed_w *q, int p0, int p1, void *dst) {
     check(q, p0, p1);
     switch (q->dtype) {
+    case PD_DTYPE_F16: panels_bf16(PD_DTYPE_F16, q, p0, p1, dst); break;
     case PD_DTYPE_Q8_0: panels_bf16(PD_DTYPE_Q8_0, q, p0, p1, dst); break;
     case PD_DTYPE_Q4_0: panels_bf16(PD_DTYPE_Q4_0, q, p0, p1, dst); break;
     default: panels_bf16(PD_DTYPE_Q4_1, q, p0, p1, dst); break;

@@ -25,7 +25,7 @@ typedef struct chunking {
 } chunking;
 
 static void setup(chunking *ch, const pd_kernels *kt, const pd_packed_w *q, void *scratch, size_t scratch_bytes) {
-    PD_ASSERT(q && pd_dtype_is_quant(q->dtype) && q->q && kt->dequant_panels);
+    PD_ASSERT(q && pd_q_row_type(q->dtype) && q->q && kt->dequant_panels);
     PD_ASSERT(q->nr == kt->gemm_nr);
     PD_ASSERT(scratch && scratch_bytes >= pd_q_scratch_bytes(kt, q->k));
     const bool bf16 = kt->wtype == PD_DTYPE_BF16;

@@ -45,8 +45,8 @@ static size_t round_up32(int k) { return ((size_t)k + PD_Q_BLOCK - 1) / PD_Q_BLO
 /* Shape, nr, qtype and size checks shared by the packers; sets *qrow. */
 static pd_status check_common(const char *what, int nr, pd_dtype qtype, int n, int k, size_t *qrow,
                               pd_error *err) {
-    if (!pd_dtype_is_quant(qtype))
-        return pd_error_set(err, PD_ERR_INVALID_ARG, "%s: %s is not a block type (Q8_0/Q4_0/Q4_1)", what,
+    if (!pd_q_row_type(qtype))
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "%s: %s is not a block type (Q8_0/Q4_0/Q4_1) or F16", what,
                             pd_dtype_name(qtype));
     if (nr <= 0 || nr > 1024)
         return pd_error_set(err, PD_ERR_INVALID_ARG, "%s: bad panel width nr=%d", what, nr);
@@ -54,7 +54,7 @@ static pd_status check_common(const char *what, int nr, pd_dtype qtype, int n, i
         return pd_error_set(err, PD_ERR_INVALID_ARG, "%s: bad weight shape [%d, %d]", what, n, k);
     if (k > INT32_MAX - PD_Q_BLOCK)
         return pd_error_set(err, PD_ERR_INVALID_ARG, "%s: k=%d is too large", what, k);
-    *qrow = round_up32(k) / PD_Q_BLOCK * pd_dtype_size(qtype);
+    *qrow = qtype == PD_DTYPE_F16 ? (size_t)k * 2 : round_up32(k) / PD_Q_BLOCK * pd_dtype_size(qtype);
     if ((uint64_t)*qrow * (uint64_t)n > MAX_Q_BYTES)
         return pd_error_set(err, PD_ERR_INVALID_ARG, "%s: [%d, %d] is too large", what, n, k);
     return PD_OK;
@@ -138,6 +138,9 @@ static void quantize_task(void *arg, int ith, int nth) {
 
 static pd_status quantize_all(pd_packed_w *out, const char *what, int nr, pd_dtype qtype, const src_rows *s,
                               int n, int k, const void *bias, pd_dtype bias_dtype, pd_pool *pool, pd_error *err) {
+    if (!pd_dtype_is_quant(qtype))   /* F16 rows are borrowed (pd_q_gemm_wrap), never made */
+        return pd_error_set(err, PD_ERR_INVALID_ARG, "%s: %s is not a block type (Q8_0/Q4_0/Q4_1)", what,
+                            pd_dtype_name(qtype));
     size_t qrow = 0;
     pd_status st = check_common(what, nr, qtype, n, k, &qrow, err);
     if (st != PD_OK) return st;
@@ -215,7 +218,7 @@ pd_status pd_q_gemm_wrap(pd_packed_w *out, int nr, pd_dtype qtype, const void *b
     size_t qrow = 0;
     pd_status st = check_common("quant gemm wrap", nr, qtype, n, k, &qrow, err);
     if (st != PD_OK) return st;
-    if (k % PD_Q_BLOCK != 0)
+    if (k % PD_Q_BLOCK != 0 && qtype != PD_DTYPE_F16)
         return pd_error_set(err, PD_ERR_INVALID_ARG,
                             "quant gemm wrap: k=%d is not a multiple of %d (pre-quantized rows are unpadded)", k,
                             PD_Q_BLOCK);

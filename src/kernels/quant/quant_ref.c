@@ -102,6 +102,10 @@ void pd_quantize_row__ref(pd_dtype t, const float *x, void *dst, size_t n) {
 
 /* The 32 values of one block (the definition every variant reproduces). */
 static void deq_block(pd_dtype t, const uint8_t *blk, float *v) {
+    if (t == PD_DTYPE_F16) {   /* F16 rows: 32 halves, widened exactly */
+        for (int j = 0; j < PD_Q_BLOCK; j++) v[j] = get_f16(blk + 2 * j);
+        return;
+    }
     const float d = get_f16(blk);
     if (t == PD_DTYPE_Q8_0) {
         for (int j = 0; j < PD_Q_BLOCK; j++) v[j] = (float)(int8_t)blk[2 + j] * d;
@@ -129,7 +133,7 @@ void pd_dequantize_row(pd_dtype t, const void *src, float *dst, size_t n) {
 }
 
 static void check_q(const pd_packed_w *q, int p0, int p1) {
-    PD_ASSERT(q && pd_dtype_is_quant(q->dtype) && q->q && q->nr >= 1);
+    PD_ASSERT(q && pd_q_row_type(q->dtype) && q->q && q->nr >= 1);
     PD_ASSERT(q->kp % PD_Q_BLOCK == 0 && q->kp >= q->k && q->k >= 1);
     PD_ASSERT(p0 >= 0 && p0 <= p1 && (int64_t)p1 * q->nr < (int64_t)q->n + q->nr);
 }
@@ -138,13 +142,14 @@ void pd_q_dequant_f32__ref(const pd_packed_w *q, int p0, int p1, void *dst) {
     check_q(q, p0, p1);
     const size_t nr = (size_t)q->nr, k = (size_t)q->k;
     float col[PD_Q_BLOCK];
+    uint8_t tmp[64];
     float *out = dst;
     for (int p = p0; p < p1; p++) {
         float *panel = out + (size_t)(p - p0) * k * nr;
         for (size_t c = 0; c < nr; c++) {
             const int j = p * (int)nr + (int)c;
             for (size_t b = 0; b < (size_t)q->kp / PD_Q_BLOCK; b++) {
-                if (j < q->n) deq_block(q->dtype, q->q + (size_t)j * q->qrow + b * pd_dtype_size(q->dtype), col);
+                if (j < q->n) deq_block(q->dtype, pd_q_block_at(q->dtype, q->q + (size_t)j * q->qrow, (int)b, q->k, tmp), col);
                 else memset(col, 0, sizeof col);
                 for (size_t t = 0; t < PD_Q_BLOCK && b * PD_Q_BLOCK + t < k; t++)
                     panel[(b * PD_Q_BLOCK + t) * nr + c] = col[t];
@@ -157,13 +162,14 @@ void pd_q_dequant_bf16__ref(const pd_packed_w *q, int p0, int p1, void *dst) {
     check_q(q, p0, p1);
     const size_t nr = (size_t)q->nr, kp = (size_t)q->kp;
     float col[PD_Q_BLOCK];
+    uint8_t tmp[64];
     uint16_t *out = dst;
     for (int p = p0; p < p1; p++) {
         uint16_t *panel = out + (size_t)(p - p0) * kp * nr;
         for (size_t c = 0; c < nr; c++) {
             const int j = p * (int)nr + (int)c;
             for (size_t b = 0; b < kp / PD_Q_BLOCK; b++) {
-                if (j < q->n) deq_block(q->dtype, q->q + (size_t)j * q->qrow + b * pd_dtype_size(q->dtype), col);
+                if (j < q->n) deq_block(q->dtype, pd_q_block_at(q->dtype, q->q + (size_t)j * q->qrow, (int)b, q->k, tmp), col);
                 else memset(col, 0, sizeof col);
                 for (size_t t = 0; t < PD_Q_BLOCK; t++) {
                     const size_t kk = b * PD_Q_BLOCK + t;
