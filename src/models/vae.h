@@ -26,13 +26,17 @@
  * Memory (pd_vae_decode_scratch_bytes / pd_vae_encode_scratch_bytes, exact upper
  * bounds): two ping-pong activation buffers plus the largest block temporary. With the
  * SD channels [128, 256, 512, 512] (SD1.x, SD2.x and SDXL share them):
- *     decode 512x512 (64x64 latent):    521 MiB      encode 512x512:    297 MiB
- *     decode 1024x1024 (128x128):      2057 MiB      encode 1024x1024: 1161 MiB
+ *     decode 512x512 (64x64 latent):    417 MiB      encode 512x512:    297 MiB
+ *     decode 1024x1024 (128x128):      1665 MiB      encode 1024x1024: 1161 MiB
  * (checked by test_vae; MiB = 2^20 bytes). Decode peak at 512x512: the last level's
- * first ResNet block, x [512, 512, 256] (256 MiB) -> out [512, 512, 128] (128 MiB) with
- * one [512, 512, 128] temporary (128 MiB) and an 8 MiB band. The nearest-2x upsampled
- * tensors and the GroupNorm+SiLU outputs never exist at full size: upsampling and the
- * first norm of each block are fused into the convolutions that read them.
+ * first ResNet block, x [512, 512, 256] (256 MiB) narrowed in place to [512, 512, 128]
+ * (its 1x1 skip conv a band of rows at a time over rows already read), with one
+ * [512, 512, 128] temporary (128 MiB) in the other buffer and the block region's bands.
+ * Blocks that keep or narrow the channels run in place like that in the decoder (521
+ * MiB before); the encoder's only where the other buffer already has room. The
+ * nearest-2x upsampled tensors and the GroupNorm+SiLU outputs never exist at full size:
+ * upsampling and the first norm of each block are fused into the convolutions that
+ * read them.
  */
 #ifndef PD_MODELS_VAE_H
 #define PD_MODELS_VAE_H
@@ -152,10 +156,10 @@ pd_status pd_vae_encode(const pd_vae *m, const pd_nn *nn, const float *image, in
  * Memory (pd_vae_decode_tiled_scratch_bytes, exact upper bound; the caller owns the
  * image): one tile's pd_vae_decode scratch plus the tile's latent crop, its decoded
  * pixels and one row of column weights. SD VAE channels:
- *     decode 1024x1024 (128x128), untiled: 2057 MiB   default tiles (3x3, starts 0/32/64): 524 MiB
- *     decode 2048x2048 (256x256), untiled: 8205 MiB   default tiles (5x5):                 524 MiB
- *     tiles of 32 latents, overlap 8, any image over 256x256:                              137 MiB
- *     largest untiled by the policy, 768x768 (96x96):  1160 MiB
+ *     decode 1024x1024 (128x128), untiled: 1665 MiB   default tiles (3x3, starts 0/32/64): 420 MiB
+ *     decode 2048x2048 (256x256), untiled: 6657 MiB   default tiles (5x5):                 420 MiB
+ *     tiles of 32 latents, overlap 8, any image over 256x256:                              105 MiB
+ *     largest untiled by the policy, 768x768 (96x96):   937 MiB
  * (checked by test_vae_tiled). Time: the 3x3 tiles of 64 at 1024x1024 decode 2.25x the
  * pixels of one untiled pass.
  *
@@ -183,15 +187,15 @@ pd_vae_tiling pd_vae_tiling_default(const pd_vae_config *cfg);
 /* The tiling the pipeline uses for a lat_h x lat_w latent: per axis as few tiles of at
  * most 640 image pixels (80 latents) sharing 128 (16) as cover it, then each as small as
  * that count allows (k tiles of ceil((n + (k - 1) * overlap) / k)). At 1024x1024 (128x128
- * latents): 2 x 2 tiles of 72, 1.27x the pixels of one pass and 660 MiB of scratch,
- * where fixed tiles of 64 decode 3 x 3 (2.25x, 524 MiB). */
+ * latents): 2 x 2 tiles of 72, 1.27x the pixels of one pass and 531 MiB of scratch,
+ * where fixed tiles of 64 decode 3 x 3 (2.25x, 420 MiB). */
 pd_vae_tiling pd_vae_tiling_fit(const pd_vae_config *cfg, int lat_h, int lat_w);
 
 /* Smaller tiles for a memory budget: ny tiles down and nx across (>= 1 each; nx = 1:
  * full-width strips), the fitted overlap (at most a quarter of a split side); the fitted
  * tiling when that is not smaller. Activations shrink with the tile's area, work grows
  * with the overlap: at 64x64 latents, 2 x 1 strips of 37 cost 1.16x the decode work for
- * 58 % of the activations, 2 x 2 tiles of 37 1.34x for 33 %. */
+ * 58 % of the activations, 2 x 2 tiles of 37 1.34x for 34 %. */
 pd_vae_tiling pd_vae_tiling_split(const pd_vae_config *cfg, int lat_h, int lat_w, int ny, int nx);
 
 /* Whether a lat_h x lat_w latent should be decoded in tiles: true above 768x768 image

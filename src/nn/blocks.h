@@ -102,6 +102,15 @@ size_t pd_resblock_scratch_bytes_dims(int cin, int cout, int temb_dim, int h, in
 void pd_resblock_forward(const pd_nn *nn, const pd_resblock *r, const float *x, int h, int w,
                          const float *temb_silu, float *out, pd_arena *scratch);
 
+/* (addition) In place, x [h, w, cin] -> x [h, w, cout] for a block with cin >= cout (no
+ * skip conv, or one that narrows the channels: computed a band of rows at a time and
+ * written over rows of x already read), with the [hw, cout] temporary at t (which must
+ * not overlap x) instead of from scratch: the same bits as pd_resblock_forward. Scratch:
+ * pd_resblock_inplace_scratch_bytes. */
+void pd_resblock_forward_inplace(const pd_nn *nn, const pd_resblock *r, float *x, int h, int w,
+                                 const float *temb_silu, float *t, pd_arena *scratch);
+size_t pd_resblock_inplace_scratch_bytes(int cin, int cout, int h, int w);
+
 /* ---- resampling ----------------------------------------------------------------- */
 
 /* Nearest-neighbour 2x upsampling: out [2h, 2w, c] from in [h, w, c]. */

@@ -13,7 +13,12 @@
  *
  * Memory: besides out, one [hw, cout] temporary and the banded norm1 buffer (see
  * pd_conv_forward_gn): silu(norm1(x)) never exists at full size. With no skip conv
- * out may be x itself: conv2 reads t and adds x element by element in place.
+ * out may be x itself: conv2 reads t and adds x element by element in place. With a
+ * skip conv that narrows the channels (cin >= cout) out may be x too
+ * (pd_resblock_forward_inplace): the 1x1 skip runs a band of rows at a time into
+ * scratch and each band is copied over rows of x already read (output row y ends at
+ * float (y + 1) * w * cout, at or before where input row y + 1 begins); the 1x1 conv's
+ * outputs do not depend on the band, so the bits are those of the out-of-place run.
  *
  * Traps: diffusers names the skip conv_shortcut, LDM nin_shortcut (VAE) or
  * skip_connection (UNet); the model's key table supplies the names. A block whose
@@ -84,6 +89,17 @@ size_t pd_resblock_scratch_bytes_dims(int cin, int cout, int temb_dim, int h, in
            pd_conv_gn_scratch_bytes(cin, 3, 1, 1, h, w);
 }
 
+/* Rows per band of the in-place skip conv: about 2 MiB of its output. */
+static int skip_rows(int cout, int w) {
+    const size_t row = (size_t)w * (size_t)cout * sizeof(float);
+    return (int)PD_MAX((size_t)1, ((size_t)2 << 20) / (row ? row : 1));
+}
+
+size_t pd_resblock_inplace_scratch_bytes(int cin, int cout, int h, int w) {
+    const size_t band = pd_arena_size_for((size_t)PD_MIN(skip_rows(cout, w), h) * (size_t)w * (size_t)cout * sizeof(float));
+    return PD_MAX(pd_conv_gn_scratch_bytes(cin, 3, 1, 1, h, w), band);
+}
+
 size_t pd_resblock_scratch_bytes(const pd_resblock *r, int h, int w) {
     return pd_resblock_scratch_bytes_dims(r->cin, r->cout, r->has_temb ? r->temb_dim : 0, h, w);
 }
@@ -104,15 +120,12 @@ static void bias_task(void *arg, int ith, int nth) {
     }
 }
 
-void pd_resblock_forward(const pd_nn *nn, const pd_resblock *r, const float *x, int h, int w,
-                         const float *temb_silu, float *out, pd_arena *scratch) {
+/* The block with its temporary t [hw, cout]; out may be x (in place: no skip conv, or
+ * one with cin >= cout, run band by band). */
+static void forward(const pd_nn *nn, const pd_resblock *r, const float *x, int h, int w, const float *temb_silu,
+                    float *out, float *t, pd_arena *scratch) {
     const int hw = h * w;
-    PD_ASSERT(!r->has_temb || temb_silu);
-    PD_ASSERT(out != x || !r->has_skip);
-    if (hw <= 0) return;
     pd_arena_mark mark = pd_arena_get_mark(scratch);
-    float *t = pd_arena_alloc(scratch, (size_t)hw * (size_t)r->cout * sizeof(float));   // [hw, cout]
-    PD_ASSERT(t != NULL);
     pd_conv_forward_gn(nn, &r->conv1, &r->norm1, true, x, h, w, t, PD_ACT_NONE, NULL, scratch);
     if (r->has_temb) {
         float *tp = pd_arena_alloc(scratch, (size_t)r->cout * sizeof(float));   // [cout]
@@ -123,11 +136,44 @@ void pd_resblock_forward(const pd_nn *nn, const pd_resblock *r, const float *x, 
         pd_pool_run(nn->pool, bias_task, &bj);
     }
     pd_groupnorm_forward(nn, &r->norm2, t, t, hw, true);
-    if (r->has_skip) {
+    if (r->has_skip && out == x) {
+        /* out = skip(x) over x itself, band by band: output rows [y0, y0 + n) end at
+         * float (y0 + n) * w * cout <= (y0 + n) * w * cin, where the unread rows of x begin. */
+        const size_t cin = (size_t)r->cin, cout = (size_t)r->cout;
+        const int rows = skip_rows(r->cout, w);
+        float *band = pd_arena_alloc(scratch, (size_t)PD_MIN(rows, h) * (size_t)w * cout * sizeof(float));
+        PD_ASSERT(band != NULL);
+        for (int y0 = 0; y0 < h; y0 += rows) {
+            const int n = PD_MIN(rows, h - y0);
+            pd_conv_forward(nn, &r->skip, x + (size_t)y0 * (size_t)w * cin, n, w, band, PD_ACT_NONE, NULL);
+            memcpy(out + (size_t)y0 * (size_t)w * cout, band, (size_t)n * (size_t)w * cout * sizeof(float));
+        }
+        pd_conv_forward(nn, &r->conv2, t, h, w, out, PD_ACT_NONE, out);     // out += conv2(t)
+    } else if (r->has_skip) {
         pd_conv_forward(nn, &r->skip, x, h, w, out, PD_ACT_NONE, NULL);     // out = skip(x)
         pd_conv_forward(nn, &r->conv2, t, h, w, out, PD_ACT_NONE, out);     // out += conv2(t)
     } else {
         pd_conv_forward(nn, &r->conv2, t, h, w, out, PD_ACT_NONE, x);       // out = x + conv2(t)
     }
     pd_arena_reset(scratch, mark);
+}
+
+void pd_resblock_forward(const pd_nn *nn, const pd_resblock *r, const float *x, int h, int w,
+                         const float *temb_silu, float *out, pd_arena *scratch) {
+    PD_ASSERT(!r->has_temb || temb_silu);
+    PD_ASSERT(out != x || !r->has_skip);
+    if (h <= 0 || w <= 0) return;
+    pd_arena_mark mark = pd_arena_get_mark(scratch);
+    float *t = pd_arena_alloc(scratch, (size_t)h * (size_t)w * (size_t)r->cout * sizeof(float));   // [hw, cout]
+    PD_ASSERT(t != NULL);
+    forward(nn, r, x, h, w, temb_silu, out, t, scratch);
+    pd_arena_reset(scratch, mark);
+}
+
+void pd_resblock_forward_inplace(const pd_nn *nn, const pd_resblock *r, float *x, int h, int w,
+                                 const float *temb_silu, float *t, pd_arena *scratch) {
+    PD_ASSERT(!r->has_temb || temb_silu);
+    PD_ASSERT(r->cin >= r->cout && (r->has_skip || r->cin == r->cout));
+    if (h <= 0 || w <= 0) return;
+    forward(nn, r, x, h, w, temb_silu, x, t, scratch);
 }
